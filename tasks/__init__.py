@@ -1,0 +1,1 @@
+"""Celery tasks: thin wrappers that call pipeline.steps and record outcomes."""
