@@ -1,0 +1,501 @@
+"""The inventory: which FMC pairs, FTDs and jump servers a renewal touches, and how to log in to them.
+
+Pure: `load_inventory` takes the file's text and returns frozen values, or raises one `InventoryError` that
+lists every problem with its file, line, field path and fix. Nothing here opens a file or reads the
+environment; `known_hosts` and `secrets_file` stay raw strings until the I/O edge
+(`pipeline.secrets.read_inventory`) calls `Inventory.resolve`. The format is described in docs/inventory.md.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+import yaml
+from yaml.constructor import SafeConstructor
+
+from pipeline.errors import InventoryError, InventoryProblem
+
+VERSION = 1
+DEFAULT_PORT = 22
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a password lives: a key of the secrets file or an environment variable; never the value."""
+
+    kind: Literal["secret", "env"]
+    key: str
+
+
+@dataclass(frozen=True)
+class Credential:
+    name: str
+    username: str
+    password: SecretRef
+
+
+@dataclass(frozen=True, kw_only=True)
+class JumpServer:
+    name: str
+    host: str
+    port: int = DEFAULT_PORT
+    credential: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fmc:
+    name: str
+    host: str
+    port: int = DEFAULT_PORT
+    credential: str
+    uuid: str | None = None
+    role: Literal["primary", "secondary"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ftd:
+    """A managed firewall; `jump` names its fallback route, `site` the worker queue near it."""
+
+    name: str
+    host: str
+    port: int = DEFAULT_PORT
+    credential: str
+    jump: str | None = None
+    site: str | None = None
+    uuid: str | None = None
+
+
+@dataclass(frozen=True)
+class FmcPair:
+    """An FMC HA pair and the FTDs it manages; renewals run on the primary, then on the secondary."""
+
+    name: str
+    primary: Fmc
+    secondary: Fmc
+    ftds: tuple[Ftd, ...] = ()
+
+    @property
+    def fmcs(self) -> tuple[Fmc, Fmc]:
+        """Both FMCs in the order a renewal visits them."""
+        return (self.primary, self.secondary)
+
+    def ftd(self, name: str) -> Ftd:
+        """The FTD called `name`; an `InventoryError` listing this pair's FTDs when there is none."""
+        for ftd in self.ftds:
+            if ftd.name == name:
+                return ftd
+        known = [ftd.name for ftd in self.ftds]
+        raise _lookup_error("", f"pairs.{self.name}.ftds", f"no FTD named '{name}' in this pair", known)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """A validated inventory; `source` is the file it came from, used in every later error message."""
+
+    source: str
+    known_hosts: str
+    secrets_file: str | None
+    credentials: Mapping[str, Credential]
+    jump_servers: Mapping[str, JumpServer]
+    pairs: Mapping[str, FmcPair]
+
+    def __post_init__(self) -> None:
+        # Read-only views, so a frozen Inventory cannot be changed through its mappings either.
+        for name in ("credentials", "jump_servers", "pairs"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+
+    def pair(self, name: str) -> FmcPair:
+        """The pair called `name`; an `InventoryError` listing the known pairs when there is none."""
+        if name in self.pairs:
+            return self.pairs[name]
+        raise _lookup_error(self.source, "pairs", f"no FMC pair named '{name}'", list(self.pairs))
+
+    def resolve(self, base_dir: Path) -> Inventory:
+        """A copy with relative `known_hosts`/`secrets_file` joined to `base_dir` (pure path arithmetic)."""
+        secrets_file = None if self.secrets_file is None else str(resolve_path(self.secrets_file, base_dir))
+        return replace(
+            self, known_hosts=str(resolve_path(self.known_hosts, base_dir)), secrets_file=secrets_file
+        )
+
+
+def resolve_path(raw: str, base_dir: Path) -> Path:
+    """`raw` when absolute, else `base_dir / raw`; touches no file system (no `~`, no symlinks)."""
+    path = Path(raw)
+    return path if path.is_absolute() else base_dir / path
+
+
+def _lookup_error(source: str, path: str, what: str, known: Collection[str]) -> InventoryError:
+    names = ", ".join(sorted(known)) or "none"
+    return InventoryError([InventoryProblem(source, None, path, f"{what}; known: {names}")])
+
+
+def load_inventory(text: str, *, source: str) -> Inventory:
+    """Parse and validate an inventory (format version 1); `source` names the file in error messages.
+
+    Raises `InventoryError` with every problem found (file, line, field path, fix). No secret value can
+    appear in a message: inline passwords are refused without being quoted, and YAML syntax errors are
+    reported without the text of the offending line.
+    """
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise InventoryError([_syntax_problem(source, exc)]) from None
+    if root is None:
+        empty = "the file is empty; write an inventory (see docs/inventory.md)"
+        raise InventoryError([InventoryProblem(source, 1, "(top level)", empty)])
+    checker = _Checker(source)
+    inventory = _document(checker, root)
+    if checker.problems:
+        raise InventoryError(sorted(checker.problems, key=lambda p: p.line or 0))
+    return inventory
+
+
+def _syntax_problem(source: str, exc: yaml.YAMLError) -> InventoryProblem:
+    # Only the problem and its position: str(exc) would quote the offending line verbatim.
+    if isinstance(exc, yaml.MarkedYAMLError) and (mark := exc.problem_mark or exc.context_mark):
+        problem = exc.problem or exc.context or "syntax error"
+        if exc.context and exc.context_mark and exc.problem:
+            problem = f"{exc.context} (line {exc.context_mark.line + 1}), {exc.problem}"
+        message = f"not valid YAML: {problem}, column {mark.column + 1}; fix the syntax there"
+        return InventoryProblem(source, mark.line + 1, "(yaml)", message)
+    return InventoryProblem(source, None, "(yaml)", "not valid YAML text; save the file as UTF-8 YAML")
+
+
+# ---------------------------------------------------------------- building values from the YAML tree
+# Builders never stop early: an invalid or absent field yields a placeholder ("" or 0) and a recorded
+# problem, and `load_inventory` raises when any was recorded, so one pass reports everything.
+
+_INLINE = "{secret: NAME} (a key in secrets_file) or {env: VARIABLE}"
+_DEVICE_FIELDS = ("name", "host", "credential")
+_NO_REF = SecretRef("env", "")
+
+
+@dataclass(frozen=True)
+class _Refs:
+    """Names other entries may refer to: the keys as written, even when an entry itself is invalid."""
+
+    credentials: frozenset[str]
+    jumps: frozenset[str]
+    has_secrets_file: bool
+
+
+def _document(c: _Checker, root: yaml.Node) -> Inventory:
+    top = c.fields(
+        root,
+        "",
+        required=("version", "known_hosts", "credentials", "pairs"),
+        optional=("secrets_file", "jump_servers"),
+    )
+    c.version(top.get("version"), "version")
+    secrets_file = c.text(top["secrets_file"], "secrets_file") if "secrets_file" in top else None
+    credentials = c.mapping(top.get("credentials"), "credentials", nonempty=True)
+    jumps = c.mapping(top.get("jump_servers"), "jump_servers")
+    refs = _Refs(frozenset(credentials), frozenset(jumps), has_secrets_file=secrets_file is not None)
+    return Inventory(
+        source=c.source,
+        known_hosts=c.text(top.get("known_hosts"), "known_hosts"),
+        secrets_file=secrets_file,
+        credentials={n: _credential(c, k, v, f"credentials.{n}", refs) for n, (k, v) in credentials.items()},
+        jump_servers={n: _jump(c, k, v, f"jump_servers.{n}", refs) for n, (k, v) in jumps.items()},
+        pairs={
+            n: _pair(c, k, v, f"pairs.{n}", refs)
+            for n, (k, v) in c.mapping(top.get("pairs"), "pairs", nonempty=True).items()
+        },
+    )
+
+
+def _credential(c: _Checker, key: yaml.Node, node: yaml.Node, path: str, refs: _Refs) -> Credential:
+    fields = c.fields(node, path, required=("username", "password"))
+    return Credential(
+        name=c.text(key, path, _bad_name),
+        username=c.text(fields.get("username"), f"{path}.username"),
+        password=_secret_ref(c, fields.get("password"), f"{path}.password", refs),
+    )
+
+
+def _secret_ref(c: _Checker, node: yaml.Node | None, path: str, refs: _Refs) -> SecretRef:
+    # Never quote what is written here: it may be the password itself.
+    if node is None:
+        return _NO_REF
+    if not isinstance(node, yaml.MappingNode):
+        what = "no password reference" if node.tag == _NULL_TAG else "inline passwords are not allowed"
+        c.add(node, path, f"{what}; write {_INLINE} instead")
+        return _NO_REF
+    keys = [key.value for key, _ in node.value]
+    if keys not in (["secret"], ["env"]):
+        c.add(node, path, f"write exactly one of {_INLINE}")
+        return _NO_REF
+    ((_, value),) = node.value
+    if keys == ["env"]:
+        return SecretRef("env", c.text(value, f"{path}.env", _bad_env))
+    if not refs.has_secrets_file:
+        fix = "add secrets_file: <path> at the top level or use {env: VARIABLE}"
+        c.add(value, f"{path}.secret", f"refers to the secrets file, but the inventory names none; {fix}")
+    return SecretRef("secret", c.text(value, f"{path}.secret"))
+
+
+def _endpoint(c: _Checker, fields: dict[str, yaml.Node], path: str, refs: _Refs) -> tuple[str, int, str]:
+    """Host, port and credential: what every device and jump server has."""
+    return (
+        c.text(fields.get("host"), f"{path}.host", _bad_host),
+        c.port(fields.get("port"), f"{path}.port"),
+        c.reference(fields.get("credential"), f"{path}.credential", "credential", refs.credentials),
+    )
+
+
+def _jump(c: _Checker, key: yaml.Node, node: yaml.Node, path: str, refs: _Refs) -> JumpServer:
+    name = c.device_name(key, path)
+    fields = c.fields(node, path, required=("host", "credential"), optional=("port",))
+    host, port, credential = _endpoint(c, fields, path, refs)
+    return JumpServer(name=name, host=host, port=port, credential=credential)
+
+
+def _fmc(
+    c: _Checker, node: yaml.Node | None, path: str, refs: _Refs, role: Literal["primary", "secondary"]
+) -> Fmc:
+    fields = c.fields(node, path, required=_DEVICE_FIELDS, optional=("port", "uuid"))
+    name = c.device_name(fields.get("name"), f"{path}.name")
+    host, port, credential = _endpoint(c, fields, path, refs)
+    uuid = c.uuid(fields["uuid"], f"{path}.uuid") if "uuid" in fields else None
+    return Fmc(name=name, host=host, port=port, credential=credential, uuid=uuid, role=role)
+
+
+def _ftd(c: _Checker, node: yaml.Node, path: str, refs: _Refs) -> Ftd:
+    fields = c.fields(node, path, required=_DEVICE_FIELDS, optional=("port", "jump", "site", "uuid"))
+    name = c.device_name(fields.get("name"), f"{path}.name")
+    host, port, credential = _endpoint(c, fields, path, refs)
+    jump = (
+        c.reference(fields["jump"], f"{path}.jump", "jump server", refs.jumps) if "jump" in fields else None
+    )
+    site = c.text(fields["site"], f"{path}.site", _bad_name) if "site" in fields else None
+    uuid = c.uuid(fields["uuid"], f"{path}.uuid") if "uuid" in fields else None
+    return Ftd(name=name, host=host, port=port, credential=credential, jump=jump, site=site, uuid=uuid)
+
+
+def _pair(c: _Checker, key: yaml.Node, node: yaml.Node, path: str, refs: _Refs) -> FmcPair:
+    name = c.text(key, path, _bad_name)
+    fields = c.fields(node, path, required=("primary", "secondary"), optional=("ftds",))
+    primary = _fmc(c, fields.get("primary"), f"{path}.primary", refs, "primary")
+    secondary = _fmc(c, fields.get("secondary"), f"{path}.secondary", refs, "secondary")
+    items = c.sequence(fields.get("ftds"), f"{path}.ftds")
+    ftds = tuple(_ftd(c, item, f"{path}.ftds[{i}]", refs) for i, item in enumerate(items))
+    return FmcPair(name=name, primary=primary, secondary=secondary, ftds=ftds)
+
+
+# ---------------------------------------------------------------- checking nodes of the YAML tree
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+_ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_STR_TAG = "tag:yaml.org,2002:str"
+_INT_TAG = "tag:yaml.org,2002:int"
+_NULL_TAG = "tag:yaml.org,2002:null"
+_KINDS = {
+    "null": "an empty value",
+    "bool": "true/false",
+    "int": "a number",
+    "float": "a number",
+    "str": "text",
+}
+_REFERENCE_FIX = {
+    "credential": "credentials or fix the name",
+    "jump server": "jump_servers or remove the field",
+}
+_MISSING_FIX = {
+    "version": f"add 'version: {VERSION}'",
+    "known_hosts": "add 'known_hosts: <file>'; host keys are always checked against it",
+    "credentials": "add a credentials section (see docs/inventory.md)",
+    "pairs": "add a pairs section with at least one FMC pair",
+    "primary": "add primary: {name: ..., host: ..., credential: ...}",
+    "secondary": "sftrenew renews an FMC HA pair (the primary, then the secondary, each with its own CA), "
+    "so every pair needs both; add secondary: {name: ..., host: ..., credential: ...}",
+    "credential": "add credential: <a name under credentials>",
+    "name": "add name: <a device name, unique in the inventory>",
+    "host": "add host: <a hostname or IP address>",
+    "username": "add username: <the login name>",
+    "password": f"add password: {_INLINE}",
+}
+_CONSTRUCTOR = SafeConstructor()
+_Entry = tuple[yaml.Node, yaml.Node]
+
+
+def _bad_name(value: str) -> str | None:
+    if _NAME_RE.match(value):
+        return None
+    fix = "use letters, digits, '.', '_' and '-', starting with a letter or digit"
+    return f"'{value}' is not a valid name; {fix}"
+
+
+def _bad_host(value: str) -> str | None:
+    return "contains spaces; give a hostname or an IP address" if any(c.isspace() for c in value) else None
+
+
+def _bad_uuid(value: str) -> str | None:
+    if _UUID_RE.match(value):
+        return None
+    fix = "write it in lower case" if _UUID_RE.match(value.lower()) else "use the 8-4-4-4-12 hex form"
+    return f"not a lower-case UUID; {fix}, or remove the field"
+
+
+def _bad_env(value: str) -> str | None:
+    return None if _ENV_RE.match(value) else "not an environment variable name; use letters, digits and '_'"
+
+
+def _did_you_mean(word: str, candidates: Collection[str]) -> str:
+    close = difflib.get_close_matches(word, sorted(candidates), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    return _KINDS.get(node.tag.rsplit(":", 1)[-1], "a scalar")
+
+
+def _line(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+class _Checker:
+    """Collects problems, each at the line of the YAML node it is about.
+
+    Methods take `None` for an absent node (the parent reported it if it was required) and return a
+    placeholder for absent or invalid values; see the note above the builders.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[InventoryProblem] = []
+        self._owners: dict[tuple[str, str], str] = {}
+
+    def add(self, node: yaml.Node, path: str, message: str) -> None:
+        self.problems.append(InventoryProblem(self.source, _line(node), path or "(top level)", message))
+
+    def mapping(self, node: yaml.Node | None, path: str, *, nonempty: bool = False) -> dict[str, _Entry]:
+        """Entries by key (with the key's node, for its line); duplicate and non-text keys are reported."""
+        entries: dict[str, _Entry] = {}
+        if node is None:
+            return entries
+        if node.tag == _NULL_TAG:
+            self.add(node, path, "empty; add entries under it (as 'key: value' lines) or remove it")
+            return entries
+        if not isinstance(node, yaml.MappingNode):
+            self.add(node, path, f"expected a mapping ('key: value' lines), got {_kind(node)}; fix the value")
+            return entries
+        for key, value in node.value:
+            if not (isinstance(key, yaml.ScalarNode) and key.tag == _STR_TAG):
+                self.add(key, path, f"keys must be text, got {_kind(key)}; quote the key")
+            elif key.value in entries:
+                first = _line(entries[key.value][0])
+                self.add(key, f"{path}.{key.value}", f"duplicate key (first at line {first}); remove one")
+            else:
+                entries[str(key.value)] = (key, value)
+        if nonempty and not entries:
+            self.add(node, path, "empty; add at least one entry")
+        return entries
+
+    def fields(
+        self, node: yaml.Node | None, path: str, *, required: tuple[str, ...], optional: tuple[str, ...] = ()
+    ) -> dict[str, yaml.Node]:
+        """The fields of a fixed-shape mapping; unknown keys and missing required ones are reported."""
+        entries = self.mapping(node, path)
+        if node is None or not isinstance(node, yaml.MappingNode):
+            return {}
+        allowed = (*required, *optional)
+        prefix = f"{path}." if path else ""
+        for name, (key, _) in entries.items():
+            if name not in allowed:
+                fix = f"remove it or fix the spelling (allowed here: {', '.join(allowed)})"
+                self.add(key, prefix + name, f"unknown field{_did_you_mean(name, allowed)}; {fix}")
+        for name in required:
+            if name not in entries:
+                self.add(node, prefix + name, f"missing; {_MISSING_FIX.get(name, f'add {name}: <value>')}")
+        return {name: value for name, (_, value) in entries.items() if name in allowed}
+
+    def sequence(self, node: yaml.Node | None, path: str) -> list[yaml.Node]:
+        if node is None:
+            return []
+        if not isinstance(node, yaml.SequenceNode):
+            self.add(node, path, f"expected a list ('- ...' lines or []), got {_kind(node)}")
+            return []
+        return list(node.value)
+
+    def text(
+        self, node: yaml.Node | None, path: str, check: Callable[[str], str | None] | None = None
+    ) -> str:
+        """A text value passing `check` (which returns a problem or None); "" when absent or invalid."""
+        if node is None:
+            return ""
+        if not (isinstance(node, yaml.ScalarNode) and node.tag == _STR_TAG):
+            if isinstance(node, yaml.ScalarNode):
+                fix = "give a value" if node.tag == _NULL_TAG else "quote it"
+            else:
+                fix = "give a single value"
+            self.add(node, path, f"expected text, got {_kind(node)}; {fix}")
+            return ""
+        value = str(node.value)
+        problem = "empty; give a value" if not value.strip() else check and check(value)
+        if problem:
+            self.add(node, path, problem)
+            return ""
+        return value
+
+    def reference(self, node: yaml.Node | None, path: str, noun: str, known: frozenset[str]) -> str:
+        value = self.text(node, path)
+        if node is not None and value and value not in known:
+            fix = f"define it under {_REFERENCE_FIX[noun]}"
+            self.add(node, path, f"unknown {noun} '{value}'{_did_you_mean(value, known)}; {fix}")
+        return value
+
+    def device_name(self, node: yaml.Node | None, path: str) -> str:
+        value = self.text(node, path, _bad_name)
+        if node is not None and value:
+            self._unique("device name", value, node, path)
+        return value
+
+    def uuid(self, node: yaml.Node, path: str) -> str:
+        value = self.text(node, path, _bad_uuid)
+        if value:
+            self._unique("UUID", value, node, path)
+        return value
+
+    def _unique(self, noun: str, value: str, node: yaml.Node, path: str) -> None:
+        owner = f"{path} (line {_line(node)})"
+        first = self._owners.setdefault((noun, value), owner)
+        if first != owner:
+            scope = "FMCs, FTDs and jump servers" if noun == "device name" else "the inventory"
+            fix = f"each {noun} must be unique across {scope}"
+            self.add(node, path, f"duplicate {noun} '{value}', also used by {first}; {fix}")
+
+    def port(self, node: yaml.Node | None, path: str) -> int:
+        if node is None:
+            return DEFAULT_PORT
+        value = self._integer(node)
+        if value is None or not 1 <= value <= 65535:
+            got = _kind(node) if value is None else value
+            fix = f"fix it, or remove the field for the default ({DEFAULT_PORT})"
+            self.add(node, path, f"expected a port number from 1 to 65535, got {got}; {fix}")
+            return 0
+        return value
+
+    def version(self, node: yaml.Node | None, path: str) -> None:
+        if node is not None and self._integer(node) != VERSION:
+            self.add(
+                node,
+                path,
+                f"unsupported version; this sftrenew reads version {VERSION}: write 'version: {VERSION}'",
+            )
+
+    @staticmethod
+    def _integer(node: yaml.Node) -> int | None:
+        if isinstance(node, yaml.ScalarNode) and node.tag == _INT_TAG:
+            return _CONSTRUCTOR.construct_yaml_int(node)
+        return None
