@@ -1,0 +1,70 @@
+"""`sftrenew lab serve`: run a simulated fleet in the foreground until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lab.fleet import start_fleet
+from lab.spec import LabSpec, LabSpecError, build_spec, load_spec
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", type=Path, help="folder for the lab's files (default: a new temporary one)")
+    parser.add_argument("--ftds", type=int, help="number of FTDs (default 4)")
+    parser.add_argument(
+        "--scenario", help="healthy, expired, mixed, or several joined by commas (e.g. mixed,expired)"
+    )
+    parser.add_argument("--spec", type=Path, help="a lab spec YAML file (docs/lab.md); flags override it")
+
+
+def spec_from_args(args: argparse.Namespace) -> LabSpec:
+    data: dict[str, object] = {}
+    source = "command line"
+    if args.spec is not None:
+        source = str(args.spec)
+        data = load_spec(args.spec.read_text(encoding="utf-8"), source=source).model_dump(exclude_unset=True)
+    if args.ftds is not None:
+        data["ftds"] = args.ftds
+    if args.scenario is not None:
+        data["scenarios"] = args.scenario
+    return build_spec(data, source=source)
+
+
+async def serve(spec: LabSpec, directory: Path) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    started = time.perf_counter()
+    fleet = await start_fleet(spec, directory)
+    elapsed = time.perf_counter() - started
+    print(f"lab ready: {fleet.inventory_path}", flush=True)
+    logging.getLogger(__name__).info("lab of %d FTDs started in %.2f s", spec.ftds, elapsed)
+    try:
+        await stop.wait()
+    finally:
+        await fleet.stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        spec = spec_from_args(args)
+    except (LabSpecError, OSError) as exc:
+        print(f"sftrenew lab: {exc}", file=sys.stderr)
+        return 2
+    with contextlib.ExitStack() as stack:
+        directory = args.dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sftrenew-lab-")))
+        try:
+            asyncio.run(serve(spec, directory))
+        except LabSpecError as exc:
+            print(f"sftrenew lab: {exc}", file=sys.stderr)
+            return 2
+    return 0
