@@ -1,0 +1,1 @@
+"""Benchmarks, run by hand (`./run bench NAME`); results are reported in docs/benchmarks.md."""
