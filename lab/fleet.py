@@ -33,7 +33,7 @@ from lab.server import ClishStatus, Endpoint, listen
 from lab.sftunnel import SftunnelHub, TunnelDevice
 from lab.shell import DeviceFace
 from lab.spec import FMC_NAMES, JUMP, PRIMARY, Knobs, LabSpec, ResolvedLab, resolve
-from lab.status_text import render_status
+from lab.status_text import render_brief, render_status
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +339,11 @@ def _device_env(fleet: Fleet, name: str, tree: DeviceTree) -> dict[str, str]:
 
 
 def _clish_status(fleet: Fleet, name: str) -> ClishStatus:
+    """CLISH `sftunnel-status` wraps the same script (ASSUMED, device-facts 2.1); `-brief` has its own."""
+
     async def status(brief: bool) -> str:
+        if brief:
+            return render_brief(fleet.hub.peer_states(name))
         reply = await fleet.handle_control({"op": "status", "device": name, "peer": None})
         return str(reply["stdout"])
 

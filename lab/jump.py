@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 
 import asyncssh
 
-from lab.server import DeviceServer, Endpoint, Session
+from lab.server import DeviceServer, Endpoint, listen
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +74,7 @@ async def listen_jump(
 ) -> asyncssh.SSHAcceptor:
     """Start the jump server's SSH listener on `host`, a free port."""
 
-    async def handle(process: asyncssh.SSHServerProcess[bytes]) -> None:
-        await Session(process, endpoint).run()
+    def factory() -> JumpServer:
+        return JumpServer(endpoint, routes, host)
 
-    return await asyncssh.listen(
-        host,
-        0,
-        server_factory=lambda: JumpServer(endpoint, routes, host),
-        server_host_keys=[host_key],
-        process_factory=handle,
-        encoding=None,
-        line_editor=False,
-        allow_scp=False,
-        agent_forwarding=False,
-        x11_forwarding=False,
-    )
+    return await listen(endpoint, host, 0, host_key, server_factory=factory)

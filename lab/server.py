@@ -80,7 +80,13 @@ class DeviceServer(asyncssh.SSHServer):
 
 
 async def listen(
-    endpoint: Endpoint, host: str, port: int, host_key: asyncssh.SSHKey, *, only_from: str | None = None
+    endpoint: Endpoint,
+    host: str,
+    port: int,
+    host_key: asyncssh.SSHKey,
+    *,
+    only_from: str | None = None,
+    server_factory: Callable[[], asyncssh.SSHServer] | None = None,
 ) -> asyncssh.SSHAcceptor:
     """Start an SSH listener for the device on (host, port); port 0 picks a free one."""
 
@@ -90,7 +96,7 @@ async def listen(
     return await asyncssh.listen(
         host,
         port,
-        server_factory=lambda: DeviceServer(endpoint, only_from),
+        server_factory=server_factory or (lambda: DeviceServer(endpoint, only_from)),
         server_host_keys=[host_key],
         process_factory=handle,
         encoding=None,

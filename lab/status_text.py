@@ -174,3 +174,27 @@ def _rpc_status(state: PeerState) -> list[str]:
         "'ipv6' => 'IPv6 is not configured for management'",
         "RPC status :Succeeded",
     ]
+
+
+def render_brief(states: Sequence[PeerState]) -> str:
+    """CLISH `sftunnel-status-brief` (device-facts 2.2, CDO): one unindented `PEER:` block per peer."""
+    lines: list[str] = []
+    for state in states:
+        lines.append(f"PEER:{state.peer_ip}")
+        if state.connected:
+            via = f"connected to '{state.peer_ip}' via '{state.local_ip}'"
+            lines += [
+                f"Peer channel Channel-A is valid type (CONTROL), using '{_LOCAL_INTERFACE}', {via}",
+                f"Peer channel Channel-B is valid type (EVENT), using '{_LOCAL_INTERFACE}', {via}",
+                "Registration: Completed.",
+            ]
+            if state.start_time_utc is not None:
+                started = ctime(state.start_time_utc)
+                lines.append(f"IPv4 Connection to peer '{state.peer_ip}' Start Time: {started} UTC")
+            if state.heartbeat_sent_utc is not None:
+                lines.append(f"Heartbeat Send Time: {ctime(state.heartbeat_sent_utc)} UTC")
+            if state.heartbeat_received_utc is not None:
+                lines.append(f"Heartbeat Received Time: {ctime(state.heartbeat_received_utc)} UTC")
+        else:
+            lines += [line.lstrip("\t") for line in _down_body(state)]
+    return "".join(line + "\n" for line in lines)

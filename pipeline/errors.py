@@ -20,7 +20,7 @@ from typing import ClassVar
 OUTPUT_TAIL_CHARS = 400
 
 #: The setting that allows trust-on-first-use for unknown host keys (the settings module owns the switch).
-TOFU_SWITCH = "SFTRENEW_TRUST_ON_FIRST_USE=1"
+TOFU_SWITCH = "SFTRENEW_TRUST_ON_FIRST_USE=1"  # pipeline.settings: ssh.trust_on_first_use
 
 
 class SftrenewError(Exception):

@@ -8,18 +8,17 @@ environment; `known_hosts` and `secrets_file` stay raw strings until the I/O edg
 
 from __future__ import annotations
 
-import difflib
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
 import yaml
-from yaml.constructor import SafeConstructor
 
 from pipeline.errors import InventoryError, InventoryProblem
+from pipeline.yamlcheck import NULL_TAG, Checker, integer, kind, syntax_problem
 
 VERSION = 1
 DEFAULT_PORT = 22
@@ -145,26 +144,15 @@ def load_inventory(text: str, *, source: str) -> Inventory:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        raise InventoryError([_syntax_problem(source, exc)]) from None
+        raise InventoryError([syntax_problem(source, exc)]) from None
     if root is None:
         empty = "the file is empty; write an inventory (see docs/inventory.md)"
         raise InventoryError([InventoryProblem(source, 1, "(top level)", empty)])
-    checker = _Checker(source)
+    checker = _Checker(source, missing_fix=_MISSING_FIX)
     inventory = _document(checker, root)
     if checker.problems:
         raise InventoryError(sorted(checker.problems, key=lambda p: p.line or 0))
     return inventory
-
-
-def _syntax_problem(source: str, exc: yaml.YAMLError) -> InventoryProblem:
-    # Only the problem and its position: str(exc) would quote the offending line verbatim.
-    if isinstance(exc, yaml.MarkedYAMLError) and (mark := exc.problem_mark or exc.context_mark):
-        problem = exc.problem or exc.context or "syntax error"
-        if exc.context and exc.context_mark and exc.problem:
-            problem = f"{exc.context} (line {exc.context_mark.line + 1}), {exc.problem}"
-        message = f"not valid YAML: {problem}, column {mark.column + 1}; fix the syntax there"
-        return InventoryProblem(source, mark.line + 1, "(yaml)", message)
-    return InventoryProblem(source, None, "(yaml)", "not valid YAML text; save the file as UTF-8 YAML")
 
 
 # ---------------------------------------------------------------- building values from the YAML tree
@@ -224,7 +212,7 @@ def _secret_ref(c: _Checker, node: yaml.Node | None, path: str, refs: _Refs) -> 
     if node is None:
         return _NO_REF
     if not isinstance(node, yaml.MappingNode):
-        what = "no password reference" if node.tag == _NULL_TAG else "inline passwords are not allowed"
+        what = "no password reference" if node.tag == NULL_TAG else "inline passwords are not allowed"
         c.add(node, path, f"{what}; write {_INLINE} instead")
         return _NO_REF
     keys = [key.value for key, _ in node.value]
@@ -245,7 +233,13 @@ def _endpoint(c: _Checker, fields: dict[str, yaml.Node], path: str, refs: _Refs)
     return (
         c.text(fields.get("host"), f"{path}.host", _bad_host),
         c.port(fields.get("port"), f"{path}.port"),
-        c.reference(fields.get("credential"), f"{path}.credential", "credential", refs.credentials),
+        c.reference(
+            fields.get("credential"),
+            f"{path}.credential",
+            "credential",
+            refs.credentials,
+            fix=_REFERENCE_FIX["credential"],
+        ),
     )
 
 
@@ -271,7 +265,11 @@ def _ftd(c: _Checker, node: yaml.Node, path: str, refs: _Refs) -> Ftd:
     name = c.device_name(fields.get("name"), f"{path}.name")
     host, port, credential = _endpoint(c, fields, path, refs)
     jump = (
-        c.reference(fields["jump"], f"{path}.jump", "jump server", refs.jumps) if "jump" in fields else None
+        c.reference(
+            fields["jump"], f"{path}.jump", "jump server", refs.jumps, fix=_REFERENCE_FIX["jump server"]
+        )
+        if "jump" in fields
+        else None
     )
     site = c.text(fields["site"], f"{path}.site", _bad_name) if "site" in fields else None
     uuid = c.uuid(fields["uuid"], f"{path}.uuid") if "uuid" in fields else None
@@ -288,24 +286,14 @@ def _pair(c: _Checker, key: yaml.Node, node: yaml.Node, path: str, refs: _Refs) 
     return FmcPair(name=name, primary=primary, secondary=secondary, ftds=ftds)
 
 
-# ---------------------------------------------------------------- checking nodes of the YAML tree
+# ---------------------------------------------------------------- the inventory's own checks
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_STR_TAG = "tag:yaml.org,2002:str"
-_INT_TAG = "tag:yaml.org,2002:int"
-_NULL_TAG = "tag:yaml.org,2002:null"
-_KINDS = {
-    "null": "an empty value",
-    "bool": "true/false",
-    "int": "a number",
-    "float": "a number",
-    "str": "text",
-}
 _REFERENCE_FIX = {
-    "credential": "credentials or fix the name",
-    "jump server": "jump_servers or remove the field",
+    "credential": "define it under credentials or fix the name",
+    "jump server": "define it under jump_servers or remove the field",
 }
 _MISSING_FIX = {
     "version": f"add 'version: {VERSION}'",
@@ -321,8 +309,6 @@ _MISSING_FIX = {
     "username": "add username: <the login name>",
     "password": f"add password: {_INLINE}",
 }
-_CONSTRUCTOR = SafeConstructor()
-_Entry = tuple[yaml.Node, yaml.Node]
 
 
 def _bad_name(value: str) -> str | None:
@@ -347,155 +333,36 @@ def _bad_env(value: str) -> str | None:
     return None if _ENV_RE.match(value) else "not an environment variable name; use letters, digits and '_'"
 
 
-def _did_you_mean(word: str, candidates: Collection[str]) -> str:
-    close = difflib.get_close_matches(word, sorted(candidates), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _kind(node: yaml.Node) -> str:
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    return _KINDS.get(node.tag.rsplit(":", 1)[-1], "a scalar")
-
-
-def _line(node: yaml.Node) -> int:
-    return int(node.start_mark.line) + 1
-
-
-class _Checker:
-    """Collects problems, each at the line of the YAML node it is about.
-
-    Methods take `None` for an absent node (the parent reported it if it was required) and return a
-    placeholder for absent or invalid values; see the note above the builders.
-    """
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.problems: list[InventoryProblem] = []
-        self._owners: dict[tuple[str, str], str] = {}
-
-    def add(self, node: yaml.Node, path: str, message: str) -> None:
-        self.problems.append(InventoryProblem(self.source, _line(node), path or "(top level)", message))
-
-    def mapping(self, node: yaml.Node | None, path: str, *, nonempty: bool = False) -> dict[str, _Entry]:
-        """Entries by key (with the key's node, for its line); duplicate and non-text keys are reported."""
-        entries: dict[str, _Entry] = {}
-        if node is None:
-            return entries
-        if node.tag == _NULL_TAG:
-            self.add(node, path, "empty; add entries under it (as 'key: value' lines) or remove it")
-            return entries
-        if not isinstance(node, yaml.MappingNode):
-            self.add(node, path, f"expected a mapping ('key: value' lines), got {_kind(node)}; fix the value")
-            return entries
-        for key, value in node.value:
-            if not (isinstance(key, yaml.ScalarNode) and key.tag == _STR_TAG):
-                self.add(key, path, f"keys must be text, got {_kind(key)}; quote the key")
-            elif key.value in entries:
-                first = _line(entries[key.value][0])
-                self.add(key, f"{path}.{key.value}", f"duplicate key (first at line {first}); remove one")
-            else:
-                entries[str(key.value)] = (key, value)
-        if nonempty and not entries:
-            self.add(node, path, "empty; add at least one entry")
-        return entries
-
-    def fields(
-        self, node: yaml.Node | None, path: str, *, required: tuple[str, ...], optional: tuple[str, ...] = ()
-    ) -> dict[str, yaml.Node]:
-        """The fields of a fixed-shape mapping; unknown keys and missing required ones are reported."""
-        entries = self.mapping(node, path)
-        if node is None or not isinstance(node, yaml.MappingNode):
-            return {}
-        allowed = (*required, *optional)
-        prefix = f"{path}." if path else ""
-        for name, (key, _) in entries.items():
-            if name not in allowed:
-                fix = f"remove it or fix the spelling (allowed here: {', '.join(allowed)})"
-                self.add(key, prefix + name, f"unknown field{_did_you_mean(name, allowed)}; {fix}")
-        for name in required:
-            if name not in entries:
-                self.add(node, prefix + name, f"missing; {_MISSING_FIX.get(name, f'add {name}: <value>')}")
-        return {name: value for name, (_, value) in entries.items() if name in allowed}
-
-    def sequence(self, node: yaml.Node | None, path: str) -> list[yaml.Node]:
-        if node is None:
-            return []
-        if not isinstance(node, yaml.SequenceNode):
-            self.add(node, path, f"expected a list ('- ...' lines or []), got {_kind(node)}")
-            return []
-        return list(node.value)
-
-    def text(
-        self, node: yaml.Node | None, path: str, check: Callable[[str], str | None] | None = None
-    ) -> str:
-        """A text value passing `check` (which returns a problem or None); "" when absent or invalid."""
-        if node is None:
-            return ""
-        if not (isinstance(node, yaml.ScalarNode) and node.tag == _STR_TAG):
-            if isinstance(node, yaml.ScalarNode):
-                fix = "give a value" if node.tag == _NULL_TAG else "quote it"
-            else:
-                fix = "give a single value"
-            self.add(node, path, f"expected text, got {_kind(node)}; {fix}")
-            return ""
-        value = str(node.value)
-        problem = "empty; give a value" if not value.strip() else check and check(value)
-        if problem:
-            self.add(node, path, problem)
-            return ""
-        return value
-
-    def reference(self, node: yaml.Node | None, path: str, noun: str, known: frozenset[str]) -> str:
-        value = self.text(node, path)
-        if node is not None and value and value not in known:
-            fix = f"define it under {_REFERENCE_FIX[noun]}"
-            self.add(node, path, f"unknown {noun} '{value}'{_did_you_mean(value, known)}; {fix}")
-        return value
+class _Checker(Checker):
+    """`yamlcheck.Checker` plus the inventory's own values: device names, UUIDs, ports and the version."""
 
     def device_name(self, node: yaml.Node | None, path: str) -> str:
         value = self.text(node, path, _bad_name)
         if node is not None and value:
-            self._unique("device name", value, node, path)
+            self.unique("device name", value, node, path, scope="FMCs, FTDs and jump servers")
         return value
 
     def uuid(self, node: yaml.Node, path: str) -> str:
         value = self.text(node, path, _bad_uuid)
         if value:
-            self._unique("UUID", value, node, path)
+            self.unique("UUID", value, node, path, scope="the inventory")
         return value
-
-    def _unique(self, noun: str, value: str, node: yaml.Node, path: str) -> None:
-        owner = f"{path} (line {_line(node)})"
-        first = self._owners.setdefault((noun, value), owner)
-        if first != owner:
-            scope = "FMCs, FTDs and jump servers" if noun == "device name" else "the inventory"
-            fix = f"each {noun} must be unique across {scope}"
-            self.add(node, path, f"duplicate {noun} '{value}', also used by {first}; {fix}")
 
     def port(self, node: yaml.Node | None, path: str) -> int:
         if node is None:
             return DEFAULT_PORT
-        value = self._integer(node)
+        value = integer(node)
         if value is None or not 1 <= value <= 65535:
-            got = _kind(node) if value is None else value
+            got = kind(node) if value is None else value
             fix = f"fix it, or remove the field for the default ({DEFAULT_PORT})"
             self.add(node, path, f"expected a port number from 1 to 65535, got {got}; {fix}")
             return 0
         return value
 
     def version(self, node: yaml.Node | None, path: str) -> None:
-        if node is not None and self._integer(node) != VERSION:
+        if node is not None and integer(node) != VERSION:
             self.add(
                 node,
                 path,
                 f"unsupported version; this sftrenew reads version {VERSION}: write 'version: {VERSION}'",
             )
-
-    @staticmethod
-    def _integer(node: yaml.Node) -> int | None:
-        if isinstance(node, yaml.ScalarNode) and node.tag == _INT_TAG:
-            return _CONSTRUCTOR.construct_yaml_int(node)
-        return None

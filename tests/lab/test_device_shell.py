@@ -176,6 +176,11 @@ def test_sftunnel_status_reports_the_real_state(make_lab: MakeLab) -> None:
         shell.send("sftunnel-status")
         out = shell.expect(CLISH_PROMPT)
         assert f"**RUN STATUS****{lab.device('fmc-primary')['host']}*" in out
+        shell.send("sftunnel-status-brief")
+        brief = shell.expect(CLISH_PROMPT).splitlines()
+        assert brief[1] == f"PEER:{lab.device('fmc-primary')['host']}"
+        assert brief[2].startswith("Peer channel Channel-A is valid type (CONTROL), using 'eth0'")
+        assert sum(line.startswith("PEER:") for line in brief) == 2
 
 
 def test_expired_ca_tunnels_stay_up_until_restarted(make_lab: MakeLab) -> None:

@@ -1,0 +1,140 @@
+"""sftunnel's TLS and wire format: contexts built from a device's files, frames, and failure texts.
+
+Contexts are built from the files on disk at every handshake (so new certificates take effect on the next
+handshake, device-facts 3.1). A frame is a 4-byte big-endian length and a JSON object. A refused certificate
+is diagnosed the way OpenSSL judged it, for the messages log of the end that verified (`lab.messages`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import struct
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.x509.oid import NameOID
+
+from lab import messages
+from lab.layout import DeviceTree
+from lab.messages import AttemptFailure
+
+__all__ = [
+    "CIPHER",
+    "NO_CHECK_TIME",
+    "STEP_TIMEOUT",
+    "Streams",
+    "cert_failure",
+    "cert_title",
+    "owner_context",
+    "peer_context",
+    "reason",
+    "receive",
+    "send",
+]
+
+NO_CHECK_TIME = 0x200000  # OpenSSL's X509_V_FLAG_NO_CHECK_TIME (device-facts 12: tunnels that predate expiry)
+CIPHER = "AES256-GCM-SHA384"
+# Bound for steps that end on their own on loopback; it only keeps a wedged lab from hanging for ever.
+STEP_TIMEOUT = 30.0
+_HEADER = struct.Struct("!I")
+_MAX_FRAME = 1 << 20
+
+Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+def _base_context(protocol: ssl._SSLMethod, *, lenient: bool) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(protocol)
+    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(CIPHER)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    if lenient:
+        ctx.verify_flags |= NO_CHECK_TIME
+    return ctx
+
+
+def owner_context(tree: DeviceTree, *, lenient: bool) -> ssl.SSLContext:
+    """The owner's side: `/etc/sf/keys` identity, `/etc/sf/ca_root` trust (sftunnel.conf's proxyssl block)."""
+    ctx = _base_context(ssl.PROTOCOL_TLS_SERVER, lenient=lenient)
+    ctx.load_cert_chain(tree.host_path(tree.SFTUNNEL_CERT), tree.host_path(tree.SFTUNNEL_KEY))
+    ctx.load_verify_locations(cafile=tree.host_path(tree.CA_CERT))
+    return ctx
+
+
+def peer_context(tree: DeviceTree, owner_uuid: str, *, lenient: bool) -> ssl.SSLContext:
+    """The peer's side: everything from its folder for the owner. No hostname check: the CN is `localhost`."""
+    folder = tree.host_path(tree.peer_dir(owner_uuid))
+    ctx = _base_context(ssl.PROTOCOL_TLS_CLIENT, lenient=lenient)
+    ctx.check_hostname = False
+    ctx.load_cert_chain(folder / "sftunnel-cert.pem", folder / "sftunnel-key.pem")
+    ctx.load_verify_locations(cafile=folder / "cacert.pem")
+    return ctx
+
+
+async def send(writer: asyncio.StreamWriter, message: Mapping[str, Any]) -> None:
+    data = json.dumps(message).encode("utf-8")
+    writer.write(_HEADER.pack(len(data)) + data)
+    await writer.drain()
+
+
+async def receive(reader: asyncio.StreamReader) -> dict[str, Any]:
+    (size,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
+    if size > _MAX_FRAME:
+        raise ValueError(f"sftunnel frame of {size} bytes is too large")
+    message = json.loads(await reader.readexactly(size))
+    if not isinstance(message, dict):
+        raise ValueError("an sftunnel frame must hold a JSON object")  # noqa: TRY004 (bad data, not a bad call)
+    return message
+
+
+def reason(exc: BaseException | None) -> str:
+    """A short OpenSSL-style text for a failure (`tlsv1 alert unknown ca`, `Connection refused`)."""
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason).lower().replace("_", " ")
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
+
+
+def cert_title(der: bytes | None) -> str:
+    """The UUID an sftunnel certificate speaks for (its `title`); empty when absent."""
+    if not der:
+        return ""
+    titles = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.TITLE)
+    return str(titles[0].value) if titles else ""
+
+
+def cert_failure(exc: ssl.SSLCertVerificationError, *, leaf: Path, ca: Path, anchor: Path) -> AttemptFailure:
+    """Locate the refused certificate. The other end sent its certificate (`leaf`) and, as OpenSSL does by
+    default, its CA (`ca`) when that issued it; the verifier trusts `anchor`. OpenSSL judged with the real
+    time, so the diagnosis does too."""
+    code, message = int(exc.verify_code), str(exc.verify_message)
+    presented = [cert for cert in (_load_cert(leaf), _load_cert(ca)) if cert is not None]
+    if len(presented) == 2 and not _issued_by(presented[0], presented[1]):
+        presented = presented[:1]
+    cert = messages.locate_failure(
+        code, message, chain=presented, anchor=_load_cert(anchor), now_utc=datetime.now(UTC)
+    )
+    return AttemptFailure("handshake", message, cert)
+
+
+def _load_cert(path: Path) -> x509.Certificate | None:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
