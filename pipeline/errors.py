@@ -88,7 +88,7 @@ class DeviceUnreachableError(DeviceError):
         super().__init__(device, route, reason)
 
     def describe(self) -> str:
-        return f"unreachable: {self.reason}; will retry, then try the jump route if the device has one"
+        return f"unreachable: {self.reason}; a retry may work (by its jump server too, if it has one)"
 
 
 class AuthenticationFailedError(DeviceError):
@@ -108,14 +108,23 @@ class AuthenticationFailedError(DeviceError):
 class HostKeyRejectedError(DeviceError):
     """The device's host key is unknown or changed; refused unless the operator opts in to TOFU."""
 
-    def __init__(self, device: str, route: str, known_hosts: str, tofu_switch: str = TOFU_SWITCH) -> None:
+    def __init__(
+        self, device: str, route: str, known_hosts: str, tofu_switch: str = TOFU_SWITCH, changed: bool = False
+    ) -> None:
         self.known_hosts = known_hosts
         self.tofu_switch = tofu_switch
-        super().__init__(device, route, known_hosts, tofu_switch)
+        self.changed = changed
+        super().__init__(device, route, known_hosts, tofu_switch, changed)
 
     def describe(self) -> str:
+        if self.changed:
+            return (
+                f"host key differs from the one in {self.known_hosts}: the device was reinstalled, or this "
+                "is not the device; check the new key out of band, then replace its line in that file "
+                "(trust-on-first-use never accepts a changed key)"
+            )
         return (
-            f"host key not in or different from {self.known_hosts}; add the device's key to that file "
+            f"host key not in {self.known_hosts}; add the device's key to that file "
             f"(check it out of band first) or opt in to trust-on-first-use with {self.tofu_switch}"
         )
 

@@ -94,8 +94,8 @@ def test_rebuilt_from_args_as_celery_does(error: SftrenewError) -> None:
     [
         (
             DeviceUnreachableError("ftd-001", "direct", "connection refused"),
-            "ftd-001 (route direct): unreachable: connection refused; will retry, then try the jump route "
-            "if the device has one",
+            "ftd-001 (route direct): unreachable: connection refused; a retry may work (by its jump server "
+            "too, if it has one)",
         ),
         (
             AuthenticationFailedError("ftd-001", "via jump-1", "admin"),
@@ -104,9 +104,15 @@ def test_rebuilt_from_args_as_celery_does(error: SftrenewError) -> None:
         ),
         (
             HostKeyRejectedError("fmc-primary", "direct", "/srv/known_hosts", "--trust-on-first-use"),
-            "fmc-primary (route direct): host key not in or different from /srv/known_hosts; add the "
+            "fmc-primary (route direct): host key not in /srv/known_hosts; add the "
             "device's key to that file (check it out of band first) or opt in to trust-on-first-use with "
             "--trust-on-first-use",
+        ),
+        (
+            HostKeyRejectedError("fmc-primary", "direct", "/srv/known_hosts", changed=True),
+            "fmc-primary (route direct): host key differs from the one in /srv/known_hosts: the device was "
+            "reinstalled, or this is not the device; check the new key out of band, then replace its line "
+            "in that file (trust-on-first-use never accepts a changed key)",
         ),
         (
             UnexpectedShellError("ftd-002", "direct", "firepower(config)# ", "expert"),

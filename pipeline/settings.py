@@ -1,0 +1,99 @@
+"""One typed settings object, built once at the edge and passed down; never built at import.
+
+Every field has an environment variable (`SFTRENEW_<FIELD>`) and a default that works for the demo. Device
+timeouts follow what the vendor's own copy script shows (device-facts 4.4: about 20 s to give up on a device)
+and what `generate_certs.pl` needs (tens of seconds, more on large estates). Secrets are `SecretStr`, so they
+never show in a repr, a log line or Flower.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from pipeline.errors import ConfigError
+
+ENV_PREFIX = "SFTRENEW_"
+
+Seconds = Annotated[float, Field(gt=0, le=86_400)]
+
+
+class SshSettings(BaseModel):
+    """How the product talks SSH to FMCs, FTDs and jump servers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    connect_timeout: Seconds = 20.0
+    banner_timeout: Seconds = 20.0
+    auth_timeout: Seconds = 20.0
+    #: Default time limit of one shell command; long tools pass their own.
+    command_timeout: Seconds = 60.0
+    #: generate_certs.pl regenerates and pushes to every live peer: minutes on a large estate.
+    regenerate_timeout: Seconds = 900.0
+    #: Accept and remember unknown host keys (trust on first use). Off: unknown keys are refused.
+    trust_on_first_use: bool = False
+    #: Override the inventory's known_hosts file.
+    known_hosts: Path | None = None
+    #: An OpenSSH client config to read; None means none is read (not even ~/.ssh/config).
+    ssh_config: Path | None = None
+
+
+class Settings(BaseModel):
+    """Everything configurable, in one frozen object."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ssh: SshSettings = SshSettings()
+    #: Direct-route attempts for a push before the jump server is tried.
+    push_direct_attempts: Annotated[int, Field(ge=1, le=20)] = 2
+    #: How long verify polls sftunnel_status.pl for every peer to come back, and how often.
+    verify_deadline: Seconds = 180.0
+    verify_interval: Seconds = 5.0
+    #: The database of record (SQLAlchemy URL): SQLite for the demo, PostgreSQL in production.
+    database_url: str = "sqlite:///sftrenew.db"
+    #: Seals private keys in the artifact store (URL-safe base64 of 32 bytes; `store.new_artifact_key()`).
+    artifact_key: SecretStr | None = None
+
+
+_ENV_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "SSH_CONNECT_TIMEOUT": ("ssh", "connect_timeout"),
+    "SSH_BANNER_TIMEOUT": ("ssh", "banner_timeout"),
+    "SSH_AUTH_TIMEOUT": ("ssh", "auth_timeout"),
+    "SSH_COMMAND_TIMEOUT": ("ssh", "command_timeout"),
+    "SSH_REGENERATE_TIMEOUT": ("ssh", "regenerate_timeout"),
+    "TRUST_ON_FIRST_USE": ("ssh", "trust_on_first_use"),
+    "KNOWN_HOSTS": ("ssh", "known_hosts"),
+    "SSH_CONFIG": ("ssh", "ssh_config"),
+    "PUSH_DIRECT_ATTEMPTS": ("push_direct_attempts",),
+    "VERIFY_DEADLINE": ("verify_deadline",),
+    "VERIFY_INTERVAL": ("verify_interval",),
+    "DATABASE_URL": ("database_url",),
+    "ARTIFACT_KEY": ("artifact_key",),
+}
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Build settings from `SFTRENEW_*` variables; a bad value is a ConfigError naming the variable."""
+    data: dict[str, dict[str, str] | str] = {}
+    for suffix, path in _ENV_FIELDS.items():
+        value = environ.get(ENV_PREFIX + suffix)
+        if value is None:
+            continue
+        if len(path) == 2:
+            section = data.setdefault(path[0], {})
+            assert isinstance(section, dict)  # noqa: S101 - built just above
+            section[path[1]] = value
+        else:
+            data[path[0]] = value
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        names = {path: ENV_PREFIX + suffix for suffix, path in _ENV_FIELDS.items()}
+        problems = "; ".join(
+            f"{names.get(tuple(str(p) for p in err['loc']), '.'.join(map(str, err['loc'])))}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"settings from the environment are not usable: {problems}") from None
