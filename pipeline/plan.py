@@ -1,0 +1,85 @@
+"""What a renewal will do to each device, decided from the facts validate read, before anything changes.
+
+Pure: `ValidateOutcome`s in, a `RenewalPlan` out. A peer whose tunnel is up gets its new files from
+`generate_certs.pl` over that tunnel; any other peer needs a push over SSH, directly or through its jump
+server; a peer with neither is *stranded*: after the regeneration it would hold a CA its FMC no longer
+uses, and only hands on the box could bring it back. The plan names those before the regeneration runs.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pipeline.devices.session import Route
+from pipeline.errors import StrandedDevicesError
+from pipeline.steps.validate import PeerFacts, ValidateOutcome
+
+
+class PeerAction(enum.Enum):
+    LIVE_PUSH = "pushed by generate_certs.pl over the live tunnel"
+    PUSH = "pushed over SSH"
+    STRANDED = "stranded: tunnel down and no SSH route"
+
+
+@dataclass(frozen=True)
+class PeerPlan:
+    name: str
+    action: PeerAction
+    #: The routes a push may use, best first (also the fallback for a live push that did not land).
+    routes: tuple[Route, ...]
+    tunnel: str
+
+    def describe(self) -> str:
+        via = ", then ".join(str(r) for r in self.routes) or "no SSH route"
+        return f"{self.name}: {self.action.value} ({via})"
+
+
+@dataclass(frozen=True)
+class FmcPlan:
+    fmc: str
+    ca_days_left: int
+    peers: tuple[PeerPlan, ...]
+
+    @property
+    def stranded(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.peers if p.action is PeerAction.STRANDED)
+
+
+@dataclass(frozen=True)
+class RenewalPlan:
+    pair: str
+    fmcs: tuple[FmcPlan, ...]
+
+    @property
+    def stranded(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(name for fmc in self.fmcs for name in fmc.stranded))
+
+    def raise_for_stranded(self) -> None:
+        """For callers that refuse to strand anything: StrandedDevicesError naming every such device."""
+        for fmc in self.fmcs:
+            if fmc.stranded:
+                raise StrandedDevicesError(
+                    fmc.fmc, fmc.stranded, "tunnel down and no SSH route, direct or jump"
+                )
+
+
+def plan_peer(peer: PeerFacts) -> PeerPlan:
+    routes = peer.routes_ok
+    if peer.tunnel == "up":
+        action = PeerAction.LIVE_PUSH
+    elif routes:
+        action = PeerAction.PUSH
+    else:
+        action = PeerAction.STRANDED
+    return PeerPlan(peer.name, action, routes, peer.tunnel)
+
+
+def plan_fmc(facts: ValidateOutcome) -> FmcPlan:
+    return FmcPlan(facts.fmc, facts.ca_days_left, tuple(plan_peer(p) for p in facts.peers))
+
+
+def plan_renewal(pair: str, facts: Sequence[ValidateOutcome]) -> RenewalPlan:
+    """One FmcPlan per FMC, in the order given (primary first)."""
+    return RenewalPlan(pair, tuple(plan_fmc(f) for f in facts))

@@ -1,0 +1,115 @@
+"""The five steps for one FMC pair, in-process: primary first, then secondary, each against its own CA.
+
+This is the renewal without Celery: what `python -m pipeline.steps` runs, what the tests compare the Celery
+pipeline against, and a tool of last resort for an operator. Every step's outcome is handed to `report` as
+it happens, so a caller can print or record it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pipeline.devices.factory import SessionFactory
+from pipeline.inventory import Fmc, FmcPair, Ftd
+from pipeline.plan import FmcPlan, PeerAction, plan_fmc
+from pipeline.settings import Settings
+from pipeline.steps.backup import BackupOutcome, backup
+from pipeline.steps.push import PushAction, PushOutcome, RetryPolicy, push_with_routes
+from pipeline.steps.regenerate import RegenOutcome, regenerate
+from pipeline.steps.validate import ValidateOutcome, peers_of, validate
+from pipeline.steps.verify import Expected, PollPolicy, VerifyOutcome, verify
+
+Report = Callable[[str, object], None]
+
+
+@dataclass(frozen=True)
+class FmcRun:
+    backup: BackupOutcome
+    validate: ValidateOutcome
+    plan: FmcPlan
+    regenerate: RegenOutcome
+    pushes: tuple[PushOutcome, ...]
+    verify: VerifyOutcome
+
+
+def run_fmc(
+    factory: SessionFactory, pair: FmcPair, fmc: Fmc, settings: Settings, report: Report = lambda s, o: None
+) -> FmcRun:
+    peers = peers_of(pair, fmc)
+    session = factory.open(fmc.name, factory.routes_for(fmc.name)[0])
+    try:
+        saved = backup(session)
+        report("backup", saved)
+        facts = validate(session, factory, peers, now_utc=datetime.now(UTC))
+        plan = plan_fmc(facts)
+        report("validate", plan)
+        regen = regenerate(
+            session,
+            fmc_uuid=facts.fmc_uuid,
+            started_from_sha256=saved.ca_sha256,
+            timeout=settings.ssh.regenerate_timeout,
+        )
+        report("regenerate", regen)
+    finally:
+        session.close()
+    pushes = tuple(_push(factory, facts, regen, peer, settings, report) for peer in peers)
+    expected = [Expected(p.name, p.host, facts.peer(p.name).uuid) for p in peers]
+    session = factory.open(fmc.name, factory.routes_for(fmc.name)[0])
+    try:
+        checked = verify(
+            session,
+            factory,
+            expected,
+            fmc_uuid=facts.fmc_uuid,
+            ca_pem=regen.ca_pem,
+            policy=PollPolicy(settings.verify_deadline, settings.verify_interval),
+        )
+    finally:
+        session.close()
+    report("verify", checked)
+    return FmcRun(saved, facts, plan, regen, pushes, checked)
+
+
+def _push(
+    factory: SessionFactory,
+    facts: ValidateOutcome,
+    regen: RegenOutcome,
+    peer: Fmc | Ftd,
+    settings: Settings,
+    report: Report,
+) -> PushOutcome:
+    uuid = facts.peer(peer.name).uuid
+    if uuid is None:
+        outcome = PushOutcome(
+            peer.name,
+            PushAction.WRITE,
+            None,
+            0,
+            ok=False,
+            error_kind="UnknownPeerError",
+            message="UUID unknown: unreachable and not named in the inventory",
+        )
+    else:
+        outcome = push_with_routes(
+            factory,
+            peer.name,
+            fmc_uuid=facts.fmc_uuid,
+            material=regen.peer(uuid),
+            now_utc=datetime.now(UTC),
+            policy=RetryPolicy(direct_attempts=settings.push_direct_attempts),
+        )
+    report("push", outcome)
+    return outcome
+
+
+def run_pair(
+    factory: SessionFactory, pair: FmcPair, settings: Settings, report: Report = lambda s, o: None
+) -> tuple[FmcRun, ...]:
+    """Primary, then secondary (device-facts 8: the InternalCA of each node is different)."""
+    return tuple(run_fmc(factory, pair, fmc, settings, report) for fmc in pair.fmcs)
+
+
+def stranded(run: FmcRun) -> tuple[str, ...]:
+    return tuple(p.name for p in run.plan.peers if p.action is PeerAction.STRANDED)

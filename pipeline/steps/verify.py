@@ -1,0 +1,162 @@
+"""Step 5, verify: every peer back on the sftunnel, holding material of the new CA.
+
+Two checks, because either alone can lie: the FMC's `sftunnel_status.pl`, polled until every expected peer
+is connected or the deadline passes (an injected clock and sleep, and a cap on polls), and an X.509 check of
+what each peer now holds for this FMC (issued by the new CA, key matches, valid now). Runs whatever the pushes
+did, and says per device: verified, not connected, wrong CA, or unreachable.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pipeline.certs import CertFacts, KeyFacts, issued_by, key_matches
+from pipeline.devicepaths import PEER_CA, PEER_CERT, PEER_KEY, peer_dir
+from pipeline.devices.factory import SessionFactory
+from pipeline.devices.files import read_files
+from pipeline.devices.session import DeviceSession
+from pipeline.errors import DeviceError
+from pipeline.parsing import parse_tunnel_status
+from pipeline.steps.validate import tunnel_state
+
+
+class Verdict(enum.Enum):
+    VERIFIED = "verified"
+    NOT_CONNECTED = "not connected"
+    WRONG_CA = "wrong CA"
+    UNREACHABLE = "unreachable"
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A peer the FMC should see again: its inventory name, address and (when known) UUID."""
+
+    name: str
+    host: str
+    uuid: str | None
+
+
+@dataclass(frozen=True)
+class DeviceVerdict:
+    name: str
+    verdict: Verdict
+    connected: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class VerifyOutcome:
+    fmc: str
+    polls: int
+    devices: tuple[DeviceVerdict, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(d.verdict is Verdict.VERIFIED for d in self.devices)
+
+    def verdict(self, name: str) -> Verdict:
+        return next(d.verdict for d in self.devices if d.name == name)
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """How long and how often verify polls sftunnel_status.pl; clock and sleep are injected for tests."""
+
+    deadline_s: float = 180.0
+    interval_s: float = 5.0
+    max_polls: int = 1000
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+def poll_connected(
+    session: DeviceSession, expected: Sequence[Expected], policy: PollPolicy
+) -> tuple[set[str], int]:
+    """Poll sftunnel_status.pl until every expected peer is connected, the deadline passes or max_polls."""
+    give_up = policy.clock() + policy.deadline_s
+    polls = 0
+    connected: set[str] = set()
+    while polls < policy.max_polls:
+        polls += 1
+        status = parse_tunnel_status(session.run("sftunnel_status.pl 2>&1").output)
+        connected = {e.name for e in expected if tunnel_state(status, e.host, e.uuid) == "up"}
+        if len(connected) == len(expected) or policy.clock() + policy.interval_s > give_up:
+            break
+        policy.sleep(policy.interval_s)
+    return connected, polls
+
+
+def check_held(session: DeviceSession, *, fmc_uuid: str, ca_pem: bytes, now_utc: datetime) -> str | None:
+    """None when the peer holds a good set for this FMC; otherwise what is wrong."""
+    folder = peer_dir(fmc_uuid)
+    files = read_files(session, [f"{folder}/{n}" for n in (PEER_CA, PEER_CERT, PEER_KEY)])
+    ca, cert, key = (files.get(f"{folder}/{n}") for n in (PEER_CA, PEER_CERT, PEER_KEY))
+    if ca is None or cert is None or key is None:
+        return f"missing files in {folder}"
+    if CertFacts.from_pem(ca).sha256 != CertFacts.from_pem(ca_pem).sha256:
+        return "holds another CA"
+    if not issued_by(cert, ca_pem):
+        return "certificate not issued by the new CA"
+    facts = CertFacts.from_pem(cert)
+    if not key_matches(facts, KeyFacts.from_pem(key)):
+        return "key does not match the certificate"
+    if not facts.valid_at(now_utc) or not CertFacts.from_pem(ca_pem).valid_at(now_utc):
+        return "certificate not valid now"
+    return None
+
+
+def inspect_device(
+    factory: SessionFactory,
+    device: Expected,
+    *,
+    fmc_uuid: str,
+    ca_pem: bytes,
+    connected: bool,
+    now_utc: datetime,
+) -> DeviceVerdict:
+    """Read what the device holds by the first route that works."""
+    errors = []
+    for route in factory.routes_for(device.name):
+        try:
+            session = factory.open(device.name, route)
+        except DeviceError as exc:
+            errors.append(f"{route}: {type(exc).__name__}")
+            continue
+        try:
+            problem = check_held(session, fmc_uuid=fmc_uuid, ca_pem=ca_pem, now_utc=now_utc)
+        finally:
+            session.close()
+        if problem is not None:
+            return DeviceVerdict(device.name, Verdict.WRONG_CA, connected, problem)
+        if not connected:
+            return DeviceVerdict(
+                device.name, Verdict.NOT_CONNECTED, False, "holds the new files; tunnel down"
+            )
+        return DeviceVerdict(device.name, Verdict.VERIFIED, True, f"connected; files checked {route}")
+    detail = "; ".join(errors) or "no route"
+    return DeviceVerdict(device.name, Verdict.UNREACHABLE, connected, detail)
+
+
+def verify(
+    session: DeviceSession,
+    factory: SessionFactory,
+    expected: Sequence[Expected],
+    *,
+    fmc_uuid: str,
+    ca_pem: bytes,
+    policy: PollPolicy = PollPolicy(),
+    now_utc: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> VerifyOutcome:
+    """Poll the FMC, then check each expected peer's files; never raises for a peer's state."""
+    connected, polls = poll_connected(session, expected, policy)
+    verdicts = tuple(
+        inspect_device(
+            factory, e, fmc_uuid=fmc_uuid, ca_pem=ca_pem, connected=e.name in connected, now_utc=now_utc()
+        )
+        for e in expected
+    )
+    return VerifyOutcome(session.device, polls, verdicts)
