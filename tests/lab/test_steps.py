@@ -7,7 +7,10 @@ work, TLS tunnels reconnecting with the files the steps wrote.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -282,3 +285,21 @@ def test_no_secret_in_the_logs_of_a_renewal(make_lab: MakeLab, caplog: pytest.Lo
         if len(line) == 64
     }
     assert key_lines and not any(line in text for line in key_lines)
+
+
+def test_step_runner_script_renews_a_pair(make_lab: MakeLab) -> None:
+    """`python -m pipeline.steps`: the real command, in its own process, against the lab."""
+    lab = make_lab(ftds=2)
+    env = {**os.environ, "SFTRENEW_VERIFY_DEADLINE": "10", "SFTRENEW_VERIFY_INTERVAL": "0.5"}
+    command = [sys.executable, "-m", "pipeline.steps", "--inventory", str(lab.directory / "inventory.yaml")]
+    result = subprocess.run(
+        [*command, "--pair", "lab"], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "[fmc-primary] regenerate: ran generate_certs.pl" in out
+    assert "[fmc-secondary] verify" in out and out.count(": verified (") == 6
+    missing = subprocess.run(
+        [*command, "--pair", "nope"], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert missing.returncode == 2 and "nope" in missing.stderr

@@ -1,0 +1,132 @@
+"""The steps' pure decisions, tested exhaustively: exactly-once regeneration, push or skip, routes, plan."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pipeline.devices.session import DIRECT, Route
+from pipeline.errors import StrandedDevicesError
+from pipeline.material import PeerMaterial
+from pipeline.plan import PeerAction, plan_renewal
+from pipeline.steps.push import HeldFiles, PushAction, decide_push, next_route
+from pipeline.steps.regenerate import CLOCK_SKEW, RegenDecision, decide_regeneration
+from pipeline.steps.validate import PeerFacts, RouteProbe, Tunnel, ValidateOutcome
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+JUMP = Route("jump", "jump-1")
+
+
+@pytest.mark.parametrize(
+    ("current", "created", "claimed", "not_before", "expected"),
+    [
+        ("old", None, None, NOW, RegenDecision.RUN),
+        (
+            "old",
+            "new",
+            NOW,
+            NOW,
+            RegenDecision.RUN,
+        ),  # still on the old CA: the claim was made, the run was not
+        ("new", "new", NOW, NOW, RegenDecision.ALREADY_DONE),
+        ("other", "new", NOW, NOW, RegenDecision.FOREIGN_CA),
+        (
+            "new",
+            None,
+            NOW,
+            NOW + timedelta(seconds=30),
+            RegenDecision.ALREADY_DONE,
+        ),  # killed before recording
+        ("new", None, NOW, NOW - CLOCK_SKEW, RegenDecision.ALREADY_DONE),  # within the clock skew
+        ("new", None, NOW, NOW - CLOCK_SKEW - timedelta(seconds=1), RegenDecision.FOREIGN_CA),
+        ("new", None, None, NOW, RegenDecision.FOREIGN_CA),  # never claimed: not ours
+    ],
+)
+def test_decide_regeneration(
+    current: str, created: str | None, claimed: datetime | None, not_before: datetime, expected: RegenDecision
+) -> None:
+    decision = decide_regeneration(
+        current_sha256=current,
+        current_not_before_utc=not_before,
+        started_from_sha256="old",
+        created_sha256=created,
+        claimed_at_utc=claimed,
+    )
+    assert decision is expected
+
+
+def test_regeneration_runs_only_from_the_starting_ca() -> None:
+    """Over every combination, RUN happens exactly when the FMC still holds the CA the renewal began with."""
+    for current, created, claimed in itertools.product(("old", "new", "x"), ("new", None), (NOW, None)):
+        decision = decide_regeneration(
+            current_sha256=current,
+            current_not_before_utc=NOW,
+            started_from_sha256="old",
+            created_sha256=created,
+            claimed_at_utc=claimed,
+        )
+        assert (decision is RegenDecision.RUN) == (current == "old")
+
+
+WANTED = PeerMaterial("u", b"ca", b"cert", b"key", ca_sha256="ca1", cert_sha256="cert1")
+
+
+@pytest.mark.parametrize(
+    ("held", "action"),
+    [
+        (HeldFiles("ca1", "cert1", key_matches_cert=True), PushAction.SKIP),
+        (HeldFiles("ca1", "cert1", key_matches_cert=False), PushAction.WRITE),
+        (HeldFiles("ca0", "cert1", key_matches_cert=True), PushAction.WRITE),
+        (HeldFiles("ca1", "cert0", key_matches_cert=True), PushAction.WRITE),
+        (HeldFiles(None, None, key_matches_cert=False), PushAction.WRITE),
+    ],
+)
+def test_decide_push(held: HeldFiles, action: PushAction) -> None:
+    assert decide_push(held, WANTED) is action
+
+
+def test_next_route_direct_first_then_jump() -> None:
+    routes = [DIRECT, JUMP]
+    assert [next_route(routes, n, direct_attempts=2) for n in range(1, 5)] == [DIRECT, DIRECT, JUMP, None]
+    assert [next_route([DIRECT], n, direct_attempts=1) for n in (1, 2)] == [DIRECT, None]
+    assert next_route([], 1, direct_attempts=2) is None
+    assert next_route(routes, 0, direct_attempts=2) is None
+
+
+def _peer(name: str, tunnel: Tunnel, ok: tuple[Route, ...]) -> PeerFacts:
+    probes = tuple(
+        RouteProbe(r, ok=r in ok, error_kind=None if r in ok else "DeviceUnreachableError")
+        for r in (DIRECT, JUMP)
+    )
+    return PeerFacts(name, "127.0.0.1", None, tunnel, probes, None)
+
+
+def test_plan_names_live_pushes_ssh_pushes_and_stranded_devices() -> None:
+    facts = ValidateOutcome(
+        "fmc-primary",
+        "uuid",
+        "sha",
+        NOW,
+        10,
+        (
+            _peer("live", "up", ()),
+            _peer("direct", "down", (DIRECT, JUMP)),
+            _peer("jump-only", "down", (JUMP,)),
+            _peer("gone", "down", ()),
+            _peer("unknown", "unknown", ()),
+        ),
+    )
+    plan = plan_renewal("dc1", [facts])
+    actions = {p.name: (p.action, p.routes) for p in plan.fmcs[0].peers}
+    assert actions == {
+        "live": (PeerAction.LIVE_PUSH, ()),
+        "direct": (PeerAction.PUSH, (DIRECT, JUMP)),
+        "jump-only": (PeerAction.PUSH, (JUMP,)),
+        "gone": (PeerAction.STRANDED, ()),
+        "unknown": (PeerAction.STRANDED, ()),
+    }
+    assert plan.stranded == ("gone", "unknown")
+    with pytest.raises(StrandedDevicesError, match="gone"):
+        plan.raise_for_stranded()
