@@ -1,0 +1,1 @@
+"""Alembic migrations of the store: the only thing that creates or changes its tables."""

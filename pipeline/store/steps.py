@@ -1,0 +1,153 @@
+"""Step runs: every step, every device, every attempt, with its route and outcome.
+
+The store numbers the attempts (1, 2, ... per renewal, FMC, device and step) and a unique index keeps the
+numbers honest when a redelivered task races its twin; "the last attempt" is then the highest number, which
+is what `failed_pushes` (and so `sftrenew retry`) works from. Messages arrive redacted (the caller's job) and
+are cut to `MESSAGE_CHARS` here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import and_, func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from pipeline.store.fmcs import renewal_fmc
+from pipeline.store.renewals import committed, moved
+from pipeline.store.tables import (
+    MESSAGE_CHARS,
+    STEP_STATES,
+    STEPS,
+    StepName,
+    StepRun,
+    StepState,
+    require_utc,
+)
+
+#: How often step_started renumbers when a concurrent twin took the same attempt number.
+_NUMBER_TRIES = 5
+
+
+def _next_attempt(session: Session, renewal_id: str, fmc: str, device: str | None, step: str) -> int:
+    device_is = col(StepRun.device).is_(None) if device is None else col(StepRun.device) == device
+    query = select(func.max(StepRun.attempt)).where(
+        col(StepRun.renewal_id) == renewal_id, col(StepRun.fmc) == fmc, col(StepRun.step) == step, device_is
+    )
+    return (session.exec(query).one() or 0) + 1
+
+
+def step_started(  # noqa: PLR0913 - keyword-only, one per column the caller knows; no bundle to build
+    *,
+    session: Session,
+    renewal_id: str,
+    fmc: str,
+    step: StepName,
+    device: str | None = None,
+    task_id: str | None = None,
+    route: str | None = None,
+    who: str | None = None,
+    now: datetime,
+) -> StepRun:
+    """A new attempt of `step` on `device` (None: the FMC itself), numbered after the ones before it. A push
+    always names its device."""
+    if step not in STEPS:
+        raise ValueError(f"a step is one of {STEPS}, not {step!r}")
+    if step == "push" and device is None:
+        raise ValueError("a push step names the device it pushes to")
+    renewal_fmc(session=session, renewal_id=renewal_id, fmc=fmc)
+    started_at_utc = require_utc(now)
+    for tries_left in reversed(range(_NUMBER_TRIES)):
+        row = StepRun(
+            renewal_id=renewal_id,
+            fmc=fmc,
+            device=device,
+            step=step,
+            attempt=_next_attempt(session, renewal_id, fmc, device, step),
+            route=route,
+            task_id=task_id,
+            who=who,
+            started_at_utc=started_at_utc,
+        )
+        try:
+            with committed(session):
+                session.add(row)
+                moved(session, renewal_id, now)
+        except IntegrityError:
+            if not tries_left:
+                raise
+        else:
+            session.refresh(row)
+            return row
+    raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+
+def step_finished(
+    *,
+    session: Session,
+    step_run_id: int,
+    state: StepState,
+    error_kind: str | None = None,
+    message: str | None = None,
+    route: str | None = None,
+    now: datetime,
+) -> StepRun:
+    """How an attempt ended: succeeded, failed, skipped, or retrying (failed, and a retry is on its way).
+    `route` records the route it ended on, when it was learned during the attempt."""
+    if state not in STEP_STATES or state == "started":
+        raise ValueError(f"a step finishes as one of {STEP_STATES[1:]}, not {state!r}")
+    row = session.get(StepRun, step_run_id)
+    if row is None:
+        raise LookupError(f"no step run {step_run_id} in the database")
+    with committed(session):
+        row.state, row.finished_at_utc = state, require_utc(now)
+        row.error_kind = error_kind
+        row.message = _cut(message)
+        if route is not None:
+            row.route = route
+        moved(session, row.renewal_id, now)
+    session.refresh(row)
+    return row
+
+
+def _cut(message: str | None) -> str | None:
+    if message is None or len(message) <= MESSAGE_CHARS:
+        return message
+    return message[: MESSAGE_CHARS - 1] + "…"
+
+
+def steps_of(*, session: Session, renewal_id: str, fmc: str | None = None) -> list[StepRun]:
+    """Every attempt of every step of a renewal (or of one of its FMCs), in the order they started."""
+    query = select(StepRun).where(col(StepRun.renewal_id) == renewal_id)
+    if fmc is not None:
+        query = query.where(col(StepRun.fmc) == fmc)
+    return list(session.exec(query.order_by(col(StepRun.id))).all())
+
+
+def failed_pushes(*, session: Session, renewal_id: str, fmc: str | None = None) -> list[StepRun]:
+    """The last push attempt of every device whose last push attempt failed (a device that failed and then
+    succeeded is not here; one still retrying is not either). Ordered by FMC, then device."""
+    last = (
+        select(StepRun.fmc, StepRun.device, func.max(StepRun.attempt).label("attempt"))
+        .where(col(StepRun.renewal_id) == renewal_id, col(StepRun.step) == "push")
+        .group_by(col(StepRun.fmc), col(StepRun.device))
+        .subquery()
+    )
+    query = (
+        select(StepRun)
+        .join(
+            last,
+            and_(
+                col(StepRun.fmc) == last.c.fmc,
+                col(StepRun.device) == last.c.device,
+                col(StepRun.attempt) == last.c.attempt,
+            ),
+        )
+        .where(col(StepRun.renewal_id) == renewal_id, col(StepRun.step) == "push")
+        .where(col(StepRun.state) == "failed")
+        .order_by(col(StepRun.fmc), col(StepRun.device))
+    )
+    if fmc is not None:
+        query = query.where(col(StepRun.fmc) == fmc)
+    return list(session.exec(query).all())

@@ -1,0 +1,118 @@
+"""Database fixtures: real SQLite files and real PostgreSQL databases, fresh for every test.
+
+PostgreSQL: the server at `SFTRENEW_TEST_POSTGRES_URL` (default: the local one CI starts, trust auth) gets a
+new `sftrenew_<random>` database per test, dropped afterwards. When the server is not reachable the tests
+FAIL and say so: a store that was never tried on PostgreSQL must not look green.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from pipeline.settings import Settings
+from pipeline.store import make_engine, migrate
+
+POSTGRES_URL = os.environ.get(
+    "SFTRENEW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+BACKENDS = ("sqlite", "postgres")
+
+
+def engine_for(url: str) -> Engine:
+    """An engine made as the product makes it (WAL, busy timeout... on SQLite; pre-ping on PostgreSQL)."""
+    return make_engine(Settings(database_url=url))
+
+
+def twin(engine: Engine) -> Engine:
+    """A second, independent engine on the same database: what another worker process would have."""
+    return engine_for(engine.url.render_as_string(hide_password=False))
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[Engine]:
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+    problem = None
+    try:
+        with admin.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        problem = type(exc.orig).__name__
+    if problem is not None:
+        where = make_url(POSTGRES_URL).render_as_string(hide_password=True)
+        pytest.fail(
+            f"PostgreSQL is not reachable at {where} ({problem}): start it (.ci/run does, with "
+            "pg_ctlcluster) or point SFTRENEW_TEST_POSTGRES_URL at a server where this user may "
+            "CREATE DATABASE",
+            pytrace=False,
+        )
+    yield admin
+    admin.dispose()
+
+
+@pytest.fixture
+def empty_sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = engine_for(f"sqlite:///{tmp_path / 'sftrenew.db'}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def empty_postgres_engine(postgres_admin: Engine) -> Iterator[Engine]:
+    name = f"sftrenew_{secrets.token_hex(6)}"
+    with postgres_admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    engine = engine_for(make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with postgres_admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_engine(empty_sqlite_engine: Engine) -> Engine:
+    migrate(empty_sqlite_engine)
+    return empty_sqlite_engine
+
+
+@pytest.fixture
+def postgres_engine(empty_postgres_engine: Engine) -> Engine:
+    migrate(empty_postgres_engine)
+    return empty_postgres_engine
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_engine(request: pytest.FixtureRequest) -> Engine:
+    """A fresh database that was never migrated, on each backend in turn."""
+    engine: Engine = request.getfixturevalue(f"empty_{request.param}_engine")
+    return engine
+
+
+@pytest.fixture(params=BACKENDS)
+def engine(request: pytest.FixtureRequest) -> Engine:
+    """A fresh, migrated database on each backend in turn: every store test runs on both."""
+    engine: Engine = request.getfixturevalue(f"{request.param}_engine")
+    return engine
+
+
+@pytest.fixture
+def make_twin() -> Iterator[Callable[[Engine], Engine]]:
+    """Second engines on a test's database, disposed of at the end (before the database is dropped)."""
+    made: list[Engine] = []
+
+    def _make(engine: Engine) -> Engine:
+        made.append(twin(engine))
+        return made[-1]
+
+    yield _make
+    for engine in made:
+        engine.dispose()
