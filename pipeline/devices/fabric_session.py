@@ -5,33 +5,20 @@ The only module that imports fabric or paramiko (ruff TID251). Fabric's defaults
 first use only when settings say so; a changed key is always refused), every wait has a timeout, no OpenSSH
 config is read unless settings name one, and the jump route goes through `gateway=`.
 
-After login the session climbs CLISH -> expert -> root with the pure decisions of `shells`, then runs each
-command framed by markers carrying a fresh nonce (`shells.frame`), so it never depends on the device's prompt.
-Files travel as base64 in short command lines and are checked by SHA-256 on both ends.
-
-Secrets: the password is typed without being logged; no password, file content or base64 chunk goes into a
-log line or an exception. A write interrupted by a dropped connection leaves the target untouched and may
-leave `.<name>.sftrenew-<nonce>.tmp[.b64]` next to it (`TEMP_GLOB`), safe to delete.
-
-A session is used by one thread at a time.
+This module connects and moves the shell's bytes; the climb to root, framed commands and file transfer are
+`root_shell.RootShell`'s (with the secrets rules its docstring states). A session is used by one thread at
+a time.
 """
 
 from __future__ import annotations
 
-import base64
 import codecs
 import contextlib
-import fcntl
-import hashlib
 import logging
 import math
-import posixpath
-import re
-import secrets
-import shlex
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NoReturn
@@ -41,27 +28,22 @@ import paramiko
 from pydantic import SecretStr
 
 from pipeline.devices import shells
-from pipeline.devices.session import Answer, CommandResult, Route
+from pipeline.devices.known_hosts import append_host_key
+from pipeline.devices.root_shell import RootShell
+from pipeline.devices.session import Route
 from pipeline.errors import (
     AuthenticationFailedError,
-    CommandFailedError,
     ConfigError,
     DeviceError,
     DeviceUnreachableError,
     HostKeyRejectedError,
-    UnexpectedShellError,
 )
-from pipeline.secrets import REDACTED
 from pipeline.settings import SshSettings
 
 log = logging.getLogger(__name__)
 
 
 TERMINAL_WIDTH = 1024
-_CHUNK_FLOOR = 64
-_OWNER_RE = re.compile(r"[a-z_][\w.-]*:[a-z_][\w.-]*\Z")
-_SHA256_RE = re.compile(r"\b([0-9a-f]{64})\b")
-_append_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -95,15 +77,7 @@ class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
         self._path = known_hosts
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
-        try:
-            with _append_lock, self._path.open("a+b") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)  # other worker processes may append at the same time
-                if handle.seek(0, 2) and (handle.seek(-1, 2), handle.read(1))[1] != b"\n":
-                    line = "\n" + line
-                handle.write(line.encode())
-        except OSError as exc:
-            raise ConfigError(f"cannot record a host key in {self._path}: {exc.strerror}") from None
+        append_host_key(self._path, hostname, key.get_name(), key.get_base64())
         client.get_host_keys().add(hostname, key.get_name(), key)
         log.warning(
             "trusted on first use: %s %s %s, recorded in %s",
@@ -222,70 +196,10 @@ def _watchdog(seconds: float, on_expiry: Callable[[], object]) -> threading.Time
     return timer
 
 
-# ---------------------------------------------------------------- writing files
-
-
-@dataclass(frozen=True)
-class _WritePlan:
-    """The command lines of one atomic write, each short enough to type (`shells.MAX_COMMAND`).
-
-    The temp files sit in the target's folder (a rename within one folder is atomic); the finishing line
-    runs in a subshell that `cd`s there, so the long folder path is typed once and the session's cwd stays.
-    """
-
-    digest: str
-    create: str
-    chunks: tuple[str, ...]
-    finish: str
-    commit: str
-    cleanup: str
-
-    @classmethod
-    def build(cls, path: str, data: bytes, mode: int, owner: str) -> _WritePlan:
-        if not _OWNER_RE.match(owner) or not 0 <= mode <= 0o7777:
-            raise ValueError(f"owner must be user:group and mode a permission number, got {owner!r} {mode:o}")
-        folder, name = posixpath.split(path)
-        if not posixpath.isabs(path) or not name:
-            raise ValueError(f"write_file_atomic needs an absolute file path, got {path!r}")
-        tmp_name = f".{name}.sftrenew-{secrets.token_hex(6)}.tmp"
-        tmp, b64 = posixpath.join(folder, tmp_name), posixpath.join(folder, tmp_name + ".b64")
-        d, t, b = shlex.quote(folder), shlex.quote(tmp_name), shlex.quote(tmp_name + ".b64")
-        # `t=<name>` keeps the finishing line short: the name is typed once, relative to the folder.
-        plan = cls(
-            digest=hashlib.sha256(data).hexdigest(),
-            create=f"(cd {d} && umask 077 && : > {b} && : > {t})",
-            chunks=_chunk_lines(base64.b64encode(data).decode("ascii"), shlex.quote(b64)),
-            finish=f'(cd {d} && t={t} && base64 -d "$t.b64" > "$t" && rm -f "$t.b64" && '
-            f'chmod {mode:o} "$t" && chown {owner} "$t" && sha256sum "$t")',
-            # `mv` onto a folder would move the file into it; refuse instead (`mv -T` is GNU-only).
-            commit=f"[ ! -d {shlex.quote(path)} ] && mv -f {shlex.quote(tmp)} {shlex.quote(path)}",
-            cleanup=f"rm -f {shlex.quote(tmp)} {shlex.quote(b64)}",
-        )
-        for line in (plan.create, plan.finish, plan.commit, plan.cleanup):
-            shells.frame(line, _nonce())  # ValueError now, before anything is sent
-        return plan
-
-
-def _chunk_lines(encoded: str, quoted_b64_path: str) -> tuple[str, ...]:
-    """`printf` lines appending `encoded` to the .b64 file, each as long as a typed line allows."""
-    budget = shells.MAX_COMMAND - len(f"printf '%s' '' >> {quoted_b64_path}")
-    size = budget // 4 * 4
-    if size < _CHUNK_FLOOR:
-        raise ValueError(f"folder path too long to write in {shells.MAX_COMMAND}-character commands")
-    return tuple(
-        f"printf '%s' '{encoded[start : start + size]}' >> {quoted_b64_path}"
-        for start in range(0, len(encoded), size)
-    )
-
-
-def _nonce() -> str:
-    return secrets.token_hex(8)
-
-
 # ---------------------------------------------------------------- the session
 
 
-class FabricSession:
+class FabricSession(RootShell):
     """A root shell on one FMC or FTD. Open it with `FabricSession.open`; close it with `close()`."""
 
     def __init__(
@@ -297,16 +211,19 @@ class FabricSession:
         ssh: SshSettings,
         sudo_password: SecretStr,
     ) -> None:
+        super().__init__(
+            device.name,
+            route,
+            ssh,
+            username=device.username,
+            sudo_password=sudo_password,
+            passwords=(device.password, sudo_password),
+        )
         self._login = device
-        self._route = route
         self._conn = conn
         self._gateway = gateway
-        self._ssh = ssh
-        self._sudo_password = sudo_password
-        self._secrets = [p.get_secret_value() for p in (device.password, sudo_password) if p]
         self._channel: paramiko.Channel | None = None
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._levels: tuple[shells.LevelName, ...] = ()
         self._abandoned = False
 
     @classmethod
@@ -341,14 +258,6 @@ class FabricSession:
             raise
         return session
 
-    @property
-    def device(self) -> str:
-        return self._login.name
-
-    @property
-    def route(self) -> Route:
-        return self._route
-
     # ------------------------------------------------------------ opening
 
     def _connect(self, known_hosts: Path, jump: Login | None) -> None:
@@ -376,155 +285,7 @@ class FabricSession:
         finally:
             timer.cancel()
 
-    def _climb(self) -> None:
-        climb, seen = shells.Climb(), ""
-        deadline = time.monotonic() + self._ssh.command_timeout
-        while True:
-            decision = shells.decide(climb, seen)
-            action, climb = decision.action, decision.climb
-            if isinstance(action, shells.Wait):
-                chunk = self._read(deadline, "the shell prompt", on_timeout=None)
-                if chunk is None:
-                    self._climb_failed(shells.stalled(climb, seen))
-                seen += chunk
-                continue
-            if isinstance(action, shells.Done):
-                break
-            if isinstance(action, shells.Fail):
-                self._climb_failed(action)
-            if isinstance(action, shells.SendPassword):
-                self._type_password()
-            else:
-                self._type(action.line)
-            log.debug("%s: %s", self.device, climb.phase.value)
-            seen, deadline = "", time.monotonic() + self._ssh.command_timeout
-        self._levels = climb.levels
-        who = self._run("id -u", timeout=self._ssh.command_timeout)
-        if who.output.strip() != "0":
-            shown = self._redact(shells.last_lines(seen))
-            raise UnexpectedShellError(self.device, str(self._route), shown, "root (id -u = 0)")
-        log.debug("%s: root shell ready (%s)", self.device, self._route)
-
-    def _climb_failed(self, fail: shells.Fail) -> NoReturn:
-        route, shown = str(self._route), self._redact(fail.shown)
-        self._abandon()
-        if fail.kind == "authentication":
-            raise AuthenticationFailedError(self.device, route, f"{self._login.username} (sudo su)")
-        if fail.kind == "no_prompt":
-            self._unreachable(f"no {fail.expected} prompt within {self._ssh.command_timeout:g} s")
-        raise UnexpectedShellError(self.device, route, shown, fail.expected)
-
-    # ------------------------------------------------------------ commands
-
-    def run(
-        self,
-        command: str,
-        *,
-        timeout: float | None = None,
-        check: bool = True,
-        answers: Sequence[Answer] = (),
-    ) -> CommandResult:
-        """Run one command line as root; see `DeviceSession.run`. The output has `\\n` line ends.
-
-        The command line is logged (redacted of passwords) and a failure's output tail goes into the error:
-        never put file contents in a command (use `write_file_atomic`) or `cat` a key with `check=True`.
-        """
-        shown = self._redact(command)
-        log.debug("%s: run %s", self.device, shown[:200])
-        result = self._run(command, timeout=timeout or self._ssh.command_timeout, answers=answers)
-        log.debug("%s: exit %d, %d characters of output", self.device, result.exit_code, len(result.output))
-        if check and not result.ok:
-            raise CommandFailedError(
-                self.device, str(self._route), shown[:200], result.exit_code, self._redact(result.output)
-            )
-        return result
-
-    def _run(
-        self, command: str, *, timeout: float, answers: Sequence[Answer] = (), label: str = ""
-    ) -> CommandResult:
-        """Type one framed command and read until its end marker; `label` names it in errors (default: its
-        first word). Lost connections and timeouts close the session and raise DeviceUnreachableError."""
-        nonce = _nonce()
-        framed = shells.FramedOutput(nonce, answers)
-        label = label or (command.split(maxsplit=1)[0] if command.strip() else "(empty)")
-        self._type(shells.frame(command, nonce), label)
-        deadline = time.monotonic() + timeout
-        while framed.result is None:
-            chunk = self._read(deadline, label, on_timeout=timeout)
-            assert chunk is not None  # noqa: S101 - _read raises on timeout when on_timeout is set
-            for reply in framed.feed(chunk):
-                self._type(reply, label)
-        return framed.result
-
-    def read_file(self, path: str) -> bytes:
-        """The exact bytes of `path`, sent as base64 and checked against the device's `sha256sum`.
-
-        A missing or unreadable file is a CommandFailedError (with sha256sum's complaint, never file data).
-        """
-        quoted = shlex.quote(path)
-        command = f"sha256sum {quoted} && base64 {quoted}"
-        result = self._run(command, timeout=self._ssh.command_timeout, label=f"read {path}")
-        head, _, body = result.output.partition("\n")
-        digest = _SHA256_RE.search(head)
-        if not result.ok or digest is None:
-            tail = self._redact(result.output if not result.ok else "(unexpected output withheld)")
-            raise CommandFailedError(self.device, str(self._route), f"read {path}", result.exit_code, tail)
-        try:
-            data = base64.b64decode("".join(body.split()), validate=True)
-        except ValueError:
-            data = b""
-        if hashlib.sha256(data).hexdigest() != digest.group(1):
-            withheld = "(file data withheld) the bytes received do not match the device's sha256sum"
-            raise CommandFailedError(self.device, str(self._route), f"read {path}", 0, withheld)
-        log.debug("%s: read %s (%d bytes, sha256 %s)", self.device, path, len(data), digest.group(1))
-        return data
-
-    def write_file_atomic(
-        self, path: str, data: bytes, *, mode: int = 0o644, owner: str = "root:root"
-    ) -> None:
-        """Replace `path` with `data` (see `DeviceSession.write_file_atomic`).
-
-        The bytes go to `.<name>.sftrenew-<nonce>.tmp(.b64)` next to the target, are checked by SHA-256, get
-        their mode and owner, and only then are renamed over the target. Any failure before the rename
-        removes the temporary files (best effort) and leaves the target as it was; a lost connection may
-        leave them behind (`TEMP_GLOB`). Every command line is built and checked before the first is sent.
-        """
-        plan = _WritePlan.build(path, data, mode, owner)
-        log.debug("%s: write %s (%d bytes, sha256 %s)", self.device, path, len(data), plan.digest)
-        try:
-            for command in (plan.create, *plan.chunks):
-                self._step(command, f"upload to {path}")
-            done = self._step(plan.finish, f"decode, chmod and chown the temp file for {path}")
-            self._check_digest(done.output, plan.digest, path)
-            self._step(plan.commit, f"rename into {path}")
-        except DeviceUnreachableError:
-            raise  # the session is gone; the temp files stay (TEMP_GLOB)
-        except BaseException:
-            with contextlib.suppress(DeviceError):
-                self._run(plan.cleanup, timeout=self._ssh.command_timeout, label="rm")
-            raise
-
-    def _check_digest(self, output: str, digest: str, path: str) -> None:
-        found = _SHA256_RE.search(output)
-        if found is None or found.group(1) != digest:
-            why = f"sha256 on the device: {found.group(1) if found else 'none'}, sent {digest}"
-            raise CommandFailedError(self.device, str(self._route), f"write {path}", 0, why)
-
-    def _step(self, command: str, what: str) -> CommandResult:
-        """A write step: its command line is not logged or shown (it may hold file data); `what` is."""
-        result = self._run(command, timeout=self._ssh.command_timeout, label=what)
-        if not result.ok:
-            tail = "(output withheld)" if "printf" in command else self._redact(result.output)[-200:]
-            raise CommandFailedError(self.device, str(self._route), what, result.exit_code, tail)
-        return result
-
     # ------------------------------------------------------------ I/O
-
-    def _type(self, line: str, label: str = "") -> None:
-        self._send((line + "\n").encode(), label or line)
-
-    def _type_password(self) -> None:
-        self._send((self._sudo_password.get_secret_value() + "\n").encode(), "the sudo password")
 
     def _send(self, data: bytes, label: str) -> None:
         channel = self._live_channel()
@@ -535,8 +296,6 @@ class FabricSession:
             self._unreachable(f"connection lost while sending '{label}'")
 
     def _read(self, deadline: float, label: str, *, on_timeout: float | None) -> str | None:
-        """The next output (decoded); None at the deadline when `on_timeout` is None, else a
-        DeviceUnreachableError naming `label` (the session is closed: its state is unknown)."""
         channel = self._live_channel()  # a channel closed by the device may still hold output: read it
         data: bytes | None = None
         with contextlib.suppress(TimeoutError):
@@ -555,15 +314,6 @@ class FabricSession:
         if self._channel is None or self._abandoned:
             self._unreachable("the session was closed (after a failure, or by close())")
         return self._channel
-
-    def _unreachable(self, reason: str) -> NoReturn:
-        raise DeviceUnreachableError(self.device, str(self._route), reason)
-
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret:
-                text = text.replace(secret, REDACTED)
-        return text
 
     # ------------------------------------------------------------ closing
 
@@ -589,7 +339,6 @@ class FabricSession:
                 seen += self._decoder.decode(data)
 
     def _abandon(self) -> None:
-        """Close everything without a word (the shell's state is unknown, or it is already gone)."""
         self._levels, self._abandoned = (), True
         if self._channel is not None:
             self._channel.close()

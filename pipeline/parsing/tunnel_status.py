@@ -1,25 +1,16 @@
-"""Readers for what the Cisco tools print: sftunnel_status.pl, generate_certs.pl, FAILED_PUSH, ims.conf.
+"""`sftunnel_status.pl` (FMC or FTD, full form) and CLISH `sftunnel-status-brief` (device-facts 2.2, 2.3).
 
-Pure (STYLE lesson 1): text in, frozen facts out. Lines are recognised by their words, never by their
-indentation (tabs, spaces or none: device-facts 2.2 and 2.3), so a pty transcript with stderr merged in,
-prompts and echoed answers still parses. Text that is not the expected tool's output at all raises
-`ParseError` (a `ValueError`) naming what was expected and, where it applies, the 1-based line number;
-messages never repeat the input.
+Blocks are recognised by their headers and lines by their words, never by indentation; everything of one
+peer (RUN STATUS, RPC STATUS, a retried RPC) folds into one `PeerTunnel`.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import posixpath
 import re
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from types import MappingProxyType
 
-
-class ParseError(ValueError):
-    """Tool output that cannot be what the caller asked us to read."""
+from pipeline.parsing.text import ParseError, stripped_lines
 
 
 @dataclass(frozen=True)
@@ -27,7 +18,7 @@ class PeerTunnel:
     """One peer's tunnel as a RUN STATUS / RPC STATUS (or brief `PEER:`) block describes it.
 
     `peer` is the block header's value (an IP or a name); `ip` the address the block states; `uuid` comes
-    from the RPC STATUS block, when there is one. Dates are kept as printed (see `ctime_utc`).
+    from the RPC STATUS block, when there is one. Dates are kept as printed (see `dates.ctime_utc`).
     `registration` is the text after `Registration:` without its final period (`Completed`).
     """
 
@@ -75,58 +66,6 @@ class TunnelStatusReport:
                 return tunnel
         return None
 
-
-@dataclass(frozen=True)
-class FailedPushLine:
-    """`Failed to push to <name> = <destination path on the FTD>` (device-facts 3.2)."""
-
-    name: str
-    path: str
-
-
-@dataclass(frozen=True)
-class RegenOutput:
-    """What a `generate_certs.pl` run said: the old CA's expiry, failed pushes, and whether it aborted."""
-
-    days_left: int | None
-    ca_not_after: str | None
-    ca_not_after_utc: datetime | None
-    failed: tuple[FailedPushLine, ...]
-    failed_push_path: str | None
-    aborted: bool
-
-    @property
-    def failed_devices(self) -> tuple[str, ...]:
-        """Device names with at least one failed push, in order of first mention."""
-        return tuple(dict.fromkeys(line.name for line in self.failed))
-
-
-@dataclass(frozen=True)
-class FailedPush:
-    """One FAILED_PUSH line: `FTD_UUID FTD_NAME FTD_IP SOURCE DEST`, paths byte for byte (3.3)."""
-
-    uuid: str
-    name: str
-    ip: str
-    source: str
-    destination: str
-
-    @property
-    def source_normalized(self) -> str:
-        """The source path with `certs_pushed//x` folded to `certs_pushed/x` (posixpath.normpath)."""
-        return posixpath.normpath(self.source)
-
-    @property
-    def destination_normalized(self) -> str:
-        return posixpath.normpath(self.destination)
-
-    @property
-    def file_name(self) -> str:
-        """`cacert.pem`, `sftunnel-key.pem` or `sftunnel-cert.pem`."""
-        return posixpath.basename(self.destination)
-
-
-# ------------------------------------------------------------------ sftunnel_status.pl
 
 _RUN_HEADER = re.compile(r"\*\*RUN STATUS\*\*\*\*(?P<v>[^*\s]+)\*+")
 _RPC_HEADER = re.compile(r"\*\*RPC STATUS\*\*\*\*(?P<v>[^*\s]+)\*+")
@@ -225,7 +164,7 @@ def parse_tunnel_status(text: str) -> TunnelStatusReport:
     start_time: str | None = None
     management_ips: list[str] = []
     warnings: list[str] = []
-    for line in _stripped_lines(text):
+    for line in stripped_lines(text):
         if header := _RUN_HEADER.fullmatch(line) or _RPC_HEADER.fullmatch(line):
             current = drafts.setdefault(header["v"], _Draft(header["v"]))
         elif _SEPARATOR.fullmatch(line):
@@ -261,7 +200,7 @@ def parse_tunnel_status_brief(text: str) -> list[PeerTunnel]:
     """
     drafts: dict[str, _Draft] = {}
     current: _Draft | None = None
-    for number, line in enumerate(_stripped_lines(text), start=1):
+    for number, line in enumerate(stripped_lines(text), start=1):
         if header := _BRIEF_HEADER.fullmatch(line):
             current = drafts.setdefault(header["v"], _Draft(header["v"]))
         elif current is not None:
@@ -269,150 +208,6 @@ def parse_tunnel_status_brief(text: str) -> list[PeerTunnel]:
         elif line and not _PROMPT_ECHO.fullmatch(line) and not _WARNING.fullmatch(line):
             raise ParseError(f"line {number}: expected sftunnel-status-brief output ('PEER:<ip>' blocks)")
     return [draft.freeze() for draft in drafts.values()]
-
-
-def ctime_utc(text: str) -> datetime:
-    """A date as sftunnel_status.pl prints it (`Mon Oct 14 12:42:10 2024`, optional ` UTC`), as UTC."""
-    return _parse_date(text, expected="a ctime date like 'Mon Oct 14 12:42:10 2024 UTC'")
-
-
-# ------------------------------------------------------------------ generate_certs.pl, FAILED_PUSH
-
-_EXPIRY = re.compile(r"Current ca_root expires in (?P<days>-?\d+) days - at (?P<date>.+?)\s*")
-_FAILED = "Failed to push to "
-_SUMMARY = re.compile(r"Some files were failed to be pushed to remote peers\..*\bcheck (?P<v>\S+)\s*")
-_PROMPT = "Do you want to continue? [yes/no]:"
-_LANDMARKS = ("You are about to generate new certificates", _PROMPT, _FAILED, "Current ca_root expires")
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-
-
-def parse_generate_certs(text: str) -> RegenOutput:
-    """Read a `generate_certs.pl` run (device-facts 3.2): its output alone or a pty transcript.
-
-    The banner, prompts, echoed answers and `Scalars leaked: N` are ignored. A `Failed to push to` line is
-    split on its last ` = `, so device names may contain spaces. Raises `ParseError` when the text has none
-    of the script's landmarks, or a failure line has no ` = <path>`.
-    """
-    if not any(mark in text for mark in (*_LANDMARKS, "Aborted.")):
-        raise ParseError("expected generate_certs.pl output (its banner or 'Do you want to continue?')")
-    days_left: int | None = None
-    not_after: str | None = None
-    failed: list[FailedPushLine] = []
-    summary: str | None = None
-    aborted = False
-    for number, raw in enumerate(_stripped_lines(text), start=1):
-        line = raw.rsplit(_PROMPT, 1)[-1].strip()
-        if match := _EXPIRY.fullmatch(line):
-            days_left, not_after = int(match["days"]), match["date"]
-        elif line.startswith(_FAILED):
-            name, sep, path = line.removeprefix(_FAILED).rpartition(" = ")
-            if not sep or not name.strip() or not path.startswith("/"):
-                raise ParseError(f"line {number}: expected 'Failed to push to <device> = <path>'")
-            failed.append(FailedPushLine(name.strip(), path))
-        elif match := _SUMMARY.fullmatch(line):
-            summary = match["v"]
-        elif line == "Aborted.":
-            aborted = True
-    return RegenOutput(
-        days_left=days_left,
-        ca_not_after=not_after,
-        ca_not_after_utc=gmt_date_utc(not_after) if not_after is not None else None,
-        failed=tuple(failed),
-        failed_push_path=summary,
-        aborted=aborted,
-    )
-
-
-def parse_failed_push(text: str) -> tuple[FailedPush, ...]:
-    """Read a FAILED_PUSH file: `FTD_UUID FTD_NAME FTD_IP SOURCE DEST` per line (device-facts 3.3).
-
-    The first field is the UUID, the last two the paths, the one before them the IP (or host name, as
-    registered), and everything between UUID and IP the name, exactly as written (it may hold spaces).
-    Blank lines are skipped; any other line that does not fit is a `ParseError` naming its line number.
-    """
-    entries: list[FailedPush] = []
-    for number, line in enumerate(_lines(text), start=1):
-        if not line.strip():
-            continue
-        entries.append(_failed_push_line(line, number))
-    return tuple(entries)
-
-
-def _failed_push_line(line: str, number: int) -> FailedPush:
-    expected = f"line {number}: expected 'FTD_UUID FTD_NAME FTD_IP SOURCE_PATH DEST_PATH'"
-    uuid, _, rest = line.partition(" ")
-    head, *tail = rest.rsplit(" ", 3)
-    if len(tail) != 3 or not head.strip():
-        raise ParseError(f"{expected}; found {len(line.split())} fields")
-    ip, source, destination = tail
-    if not _UUID.fullmatch(uuid):
-        raise ParseError(f"{expected}; the first field is not a UUID")
-    if not (source.startswith("/") and destination.startswith("/")) or not ip or ip.startswith("/"):
-        raise ParseError(f"{expected}; the last three fields must be an address and two absolute paths")
-    return FailedPush(uuid=uuid, name=head, ip=ip, source=source, destination=destination)
-
-
-# ------------------------------------------------------------------ ims.conf, openssl, dates
-
-
-def parse_ims_conf(text: str) -> Mapping[str, str]:
-    """`/etc/sf/ims.conf` as `KEY=VALUE` (device-facts 5.1): split on the first `=`, matching quotes stripped.
-
-    Blank lines, `#` comments and lines without `=` are skipped: only some keys of the file are known, and
-    we read keys from it rather than validate it. A repeated key keeps its last value, as a shell would.
-    """
-    values: dict[str, str] = {}
-    for line in _stripped_lines(text):
-        key, sep, value = line.partition("=")
-        if not sep or line.startswith("#") or not key.strip():
-            continue
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return MappingProxyType(values)
-
-
-def parse_openssl_enddate(line: str) -> datetime:
-    """`notAfter=Oct  5 12:16:56 2034 GMT` (`openssl x509 -enddate -noout`) as an aware UTC datetime."""
-    key, sep, value = line.strip().partition("=")
-    if not sep or key != "notAfter":
-        raise ParseError("expected 'notAfter=<Mmm dd HH:MM:SS yyyy> GMT' from openssl x509 -enddate")
-    return gmt_date_utc(value)
-
-
-def gmt_date_utc(text: str) -> datetime:
-    """`Oct 9 10:12:50 2034 GMT` (generate_certs.pl) or `Oct  9 ...` (openssl) as an aware UTC datetime."""
-    return _parse_date(text, expected="a date like 'Oct 9 10:12:50 2034 GMT'")
-
-
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_DATE = re.compile(
-    r"(?:[A-Z][a-z]{2} +)?(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) +"
-    r"(?P<time>\d\d:\d\d:\d\d) +(?P<year>\d{4})(?: +(?:UTC|GMT))?"
-)
-
-
-def _parse_date(text: str, *, expected: str) -> datetime:
-    """English month names whatever the locale (strptime's %b is not); the devices print UTC."""
-    match = _DATE.fullmatch(text.strip())
-    if match is None or match["mon"] not in _MONTHS:
-        raise ParseError(f"expected {expected}")
-    day = f"{int(match['day']):02d}"
-    month = f"{_MONTHS.index(match['mon']) + 1:02d}"
-    try:
-        return datetime.fromisoformat(f"{match['year']}-{month}-{day}T{match['time']}+00:00")
-    except ValueError:
-        raise ParseError(f"expected {expected}; the date does not exist") from None
-
-
-def _lines(text: str) -> list[str]:
-    """Lines without their ending; a pty's CRLF counts as one ending."""
-    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-
-
-def _stripped_lines(text: str) -> Iterable[str]:
-    return (line.strip() for line in _lines(text))
 
 
 def _is_ip(value: str) -> bool:

@@ -1,0 +1,243 @@
+"""A root shell over an interactive terminal, whatever carries its bytes: the climb, commands and files.
+
+After login the session climbs CLISH -> expert -> root with the pure decisions of `shells`, then runs each
+command framed by markers carrying a fresh nonce (`shells.frame`), so it never depends on the device's prompt.
+Files travel as base64 in short command lines and are checked by SHA-256 on both ends (`transfer`).
+`RootShell` leaves the bytes to its subclass (`FabricSession`: paramiko), which also opens and closes.
+
+Secrets: the password is typed without being logged; no password, file content or base64 chunk goes into a
+log line or an exception. A write interrupted by a dropped connection leaves the target untouched and may
+leave `.<name>.sftrenew-<nonce>.tmp[.b64]` next to it (`TEMP_GLOB`), safe to delete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import NoReturn
+
+from pydantic import SecretStr
+
+from pipeline.devices import shells
+from pipeline.devices.session import Answer, CommandResult, Route
+from pipeline.devices.transfer import TransferCheckError, WritePlan, check_read, read_command
+from pipeline.errors import (
+    AuthenticationFailedError,
+    CommandFailedError,
+    DeviceError,
+    DeviceUnreachableError,
+    UnexpectedShellError,
+)
+from pipeline.secrets import REDACTED
+from pipeline.settings import SshSettings
+
+# The session logs under one name, the one operators know, whichever half of it speaks.
+log = logging.getLogger("pipeline.devices.fabric_session")
+
+
+class RootShell(ABC):
+    """The device side of a `DeviceSession`. Used by one thread at a time.
+
+    A subclass sends and reads the terminal's bytes (`_send`, `_read`) and closes everything (`_abandon`);
+    both I/O methods abandon the session and raise DeviceUnreachableError when the connection is lost.
+    """
+
+    def __init__(
+        self,
+        device: str,
+        route: Route,
+        ssh: SshSettings,
+        *,
+        username: str,
+        sudo_password: SecretStr,
+        passwords: Iterable[SecretStr],
+    ) -> None:
+        self._name = device
+        self._route = route
+        self._ssh = ssh
+        self._username = username
+        self._sudo_password = sudo_password
+        self._secrets = [p.get_secret_value() for p in passwords if p]
+        self._levels: tuple[shells.LevelName, ...] = ()
+
+    @property
+    def device(self) -> str:
+        return self._name
+
+    @property
+    def route(self) -> Route:
+        return self._route
+
+    @abstractmethod
+    def _send(self, data: bytes, label: str) -> None:
+        """Send all of `data`; `label` names it in the DeviceUnreachableError if the connection is lost."""
+
+    @abstractmethod
+    def _read(self, deadline: float, label: str, *, on_timeout: float | None) -> str | None:
+        """The next output (decoded); None at the deadline when `on_timeout` is None, else a
+        DeviceUnreachableError naming `label` (the session is closed: its state is unknown)."""
+
+    @abstractmethod
+    def _abandon(self) -> None:
+        """Close everything without a word (the shell's state is unknown, or it is already gone)."""
+
+    # ------------------------------------------------------------ climbing
+
+    def _climb(self) -> None:
+        climb, seen = shells.Climb(), ""
+        deadline = time.monotonic() + self._ssh.command_timeout
+        while True:
+            decision = shells.decide(climb, seen)
+            action, climb = decision.action, decision.climb
+            if isinstance(action, shells.Wait):
+                chunk = self._read(deadline, "the shell prompt", on_timeout=None)
+                if chunk is None:
+                    self._climb_failed(shells.stalled(climb, seen))
+                seen += chunk
+                continue
+            if isinstance(action, shells.Done):
+                break
+            if isinstance(action, shells.Fail):
+                self._climb_failed(action)
+            if isinstance(action, shells.SendPassword):
+                self._type_password()
+            else:
+                self._type(action.line)
+            log.debug("%s: %s", self.device, climb.phase.value)
+            seen, deadline = "", time.monotonic() + self._ssh.command_timeout
+        self._levels = climb.levels
+        who = self._run("id -u", timeout=self._ssh.command_timeout)
+        if who.output.strip() != "0":
+            shown = self._redact(shells.last_lines(seen))
+            raise UnexpectedShellError(self.device, str(self._route), shown, "root (id -u = 0)")
+        log.debug("%s: root shell ready (%s)", self.device, self._route)
+
+    def _climb_failed(self, fail: shells.Fail) -> NoReturn:
+        route, shown = str(self._route), self._redact(fail.shown)
+        self._abandon()
+        if fail.kind == "authentication":
+            raise AuthenticationFailedError(self.device, route, f"{self._username} (sudo su)")
+        if fail.kind == "no_prompt":
+            self._unreachable(f"no {fail.expected} prompt within {self._ssh.command_timeout:g} s")
+        raise UnexpectedShellError(self.device, route, shown, fail.expected)
+
+    # ------------------------------------------------------------ commands
+
+    def run(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,
+        check: bool = True,
+        answers: Sequence[Answer] = (),
+    ) -> CommandResult:
+        """Run one command line as root; see `DeviceSession.run`. The output has `\\n` line ends.
+
+        The command line is logged (redacted of passwords) and a failure's output tail goes into the error:
+        never put file contents in a command (use `write_file_atomic`) or `cat` a key with `check=True`.
+        """
+        shown = self._redact(command)
+        log.debug("%s: run %s", self.device, shown[:200])
+        result = self._run(command, timeout=timeout or self._ssh.command_timeout, answers=answers)
+        log.debug("%s: exit %d, %d characters of output", self.device, result.exit_code, len(result.output))
+        if check and not result.ok:
+            raise CommandFailedError(
+                self.device, str(self._route), shown[:200], result.exit_code, self._redact(result.output)
+            )
+        return result
+
+    def _run(
+        self, command: str, *, timeout: float, answers: Sequence[Answer] = (), label: str = ""
+    ) -> CommandResult:
+        """Type one framed command and read until its end marker; `label` names it in errors (default: its
+        first word). Lost connections and timeouts close the session and raise DeviceUnreachableError."""
+        nonce = secrets.token_hex(8)
+        framed = shells.FramedOutput(nonce, answers)
+        label = label or (command.split(maxsplit=1)[0] if command.strip() else "(empty)")
+        self._type(shells.frame(command, nonce), label)
+        deadline = time.monotonic() + timeout
+        while framed.result is None:
+            chunk = self._read(deadline, label, on_timeout=timeout)
+            assert chunk is not None  # noqa: S101 - _read raises on timeout when on_timeout is set
+            for reply in framed.feed(chunk):
+                self._type(reply, label)
+        return framed.result
+
+    # ------------------------------------------------------------ files
+
+    def read_file(self, path: str) -> bytes:
+        """The exact bytes of `path`, sent as base64 and checked against the device's `sha256sum`.
+
+        A missing or unreadable file is a CommandFailedError (with sha256sum's complaint, never file data).
+        """
+        what = f"read {path}"
+        result = self._run(read_command(path), timeout=self._ssh.command_timeout, label=what)
+        if not result.ok:
+            raise CommandFailedError(
+                self.device, str(self._route), what, result.exit_code, self._redact(result.output)
+            )
+        try:
+            received = check_read(result.output)
+        except TransferCheckError as exc:
+            raise CommandFailedError(self.device, str(self._route), what, 0, str(exc)) from None
+        log.debug("%s: read %s (%d bytes, sha256 %s)", self.device, path, len(received.data), received.digest)
+        return received.data
+
+    def write_file_atomic(
+        self, path: str, data: bytes, *, mode: int = 0o644, owner: str = "root:root"
+    ) -> None:
+        """Replace `path` with `data` (see `DeviceSession.write_file_atomic`).
+
+        The bytes go to `.<name>.sftrenew-<nonce>.tmp(.b64)` next to the target, are checked by SHA-256, get
+        their mode and owner, and only then are renamed over the target. Any failure before the rename
+        removes the temporary files (best effort) and leaves the target as it was; a lost connection may
+        leave them behind (`TEMP_GLOB`). Every command line is built and checked before the first is sent.
+        """
+        plan = WritePlan.build(path, data, mode, owner)
+        log.debug("%s: write %s (%d bytes, sha256 %s)", self.device, path, len(data), plan.digest)
+        try:
+            for command in (plan.create, *plan.chunks):
+                self._step(command, f"upload to {path}")
+            done = self._step(plan.finish, f"decode, chmod and chown the temp file for {path}")
+            try:
+                plan.check_finished(done.output)
+            except TransferCheckError as exc:
+                raise CommandFailedError(
+                    self.device, str(self._route), f"write {path}", 0, str(exc)
+                ) from None
+            self._step(plan.commit, f"rename into {path}")
+        except DeviceUnreachableError:
+            raise  # the session is gone; the temp files stay (TEMP_GLOB)
+        except BaseException:
+            with contextlib.suppress(DeviceError):
+                self._run(plan.cleanup, timeout=self._ssh.command_timeout, label="rm")
+            raise
+
+    def _step(self, command: str, what: str) -> CommandResult:
+        """A write step: its command line is not logged or shown (it may hold file data); `what` is."""
+        result = self._run(command, timeout=self._ssh.command_timeout, label=what)
+        if not result.ok:
+            tail = "(output withheld)" if "printf" in command else self._redact(result.output)[-200:]
+            raise CommandFailedError(self.device, str(self._route), what, result.exit_code, tail)
+        return result
+
+    # ------------------------------------------------------------ typing and errors
+
+    def _type(self, line: str, label: str = "") -> None:
+        self._send((line + "\n").encode(), label or line)
+
+    def _type_password(self) -> None:
+        self._send((self._sudo_password.get_secret_value() + "\n").encode(), "the sudo password")
+
+    def _unreachable(self, reason: str) -> NoReturn:
+        raise DeviceUnreachableError(self.device, str(self._route), reason)
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret:
+                text = text.replace(secret, REDACTED)
+        return text
