@@ -41,12 +41,49 @@ class SshSettings(BaseModel):
     ssh_config: Path | None = None
 
 
+class CelerySettings(BaseModel):
+    """The engine: broker, result backend, worker pool, time limits and retries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    result_backend: str = "redis://127.0.0.1:6379/1"
+    #: Threads per worker: device work is network-bound.
+    concurrency: Annotated[int, Field(ge=1, le=512)] = 8
+    #: Hard limit of one task; must exceed the regeneration timeout and stay below the visibility timeout.
+    task_time_limit: Seconds = 1800.0
+    #: Redis redelivers a message not acknowledged within this; a task or retry delay longer than this would
+    #: run twice (Celery's Redis caveat), which start-up refuses.
+    visibility_timeout: Seconds = 3600.0
+    retry_backoff: Seconds = 2.0
+    retry_backoff_max: Seconds = 120.0
+    #: The reconciler's period, and how long a dispatched step may show no progress before it is sent again.
+    reconcile_interval: Seconds = 30.0
+    stall_after: Seconds = 300.0
+
+
+class FlowerSettings(BaseModel):
+    """Flower, the operators' window on the tasks: local and authenticated unless told otherwise."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 5555
+    user: str = "sftrenew"
+    password: SecretStr | None = None
+    url: str | None = None
+
+
 class Settings(BaseModel):
     """Everything configurable, in one frozen object."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    #: The inventory the workers and commands read (docs/inventory.md).
+    inventory: Path | None = None
     ssh: SshSettings = SshSettings()
+    celery: CelerySettings = CelerySettings()
+    flower: FlowerSettings = FlowerSettings()
     #: Direct-route attempts for a push before the jump server is tried.
     push_direct_attempts: Annotated[int, Field(ge=1, le=20)] = 2
     #: How long verify polls sftunnel_status.pl for every peer to come back, and how often.
@@ -72,6 +109,21 @@ _ENV_FIELDS: Mapping[str, tuple[str, ...]] = {
     "VERIFY_INTERVAL": ("verify_interval",),
     "DATABASE_URL": ("database_url",),
     "ARTIFACT_KEY": ("artifact_key",),
+    "INVENTORY": ("inventory",),
+    "BROKER_URL": ("celery", "broker_url"),
+    "RESULT_BACKEND": ("celery", "result_backend"),
+    "WORKER_CONCURRENCY": ("celery", "concurrency"),
+    "TASK_TIME_LIMIT": ("celery", "task_time_limit"),
+    "VISIBILITY_TIMEOUT": ("celery", "visibility_timeout"),
+    "RETRY_BACKOFF": ("celery", "retry_backoff"),
+    "RETRY_BACKOFF_MAX": ("celery", "retry_backoff_max"),
+    "RECONCILE_INTERVAL": ("celery", "reconcile_interval"),
+    "STALL_AFTER": ("celery", "stall_after"),
+    "FLOWER_ADDRESS": ("flower", "address"),
+    "FLOWER_PORT": ("flower", "port"),
+    "FLOWER_USER": ("flower", "user"),
+    "FLOWER_PASSWORD": ("flower", "password"),
+    "FLOWER_URL": ("flower", "url"),
 }
 
 

@@ -1,0 +1,92 @@
+"""The Celery application, built from the typed settings at start-up (never at import).
+
+Choices, each for a reason:
+- JSON only: task arguments are ids and names, and nothing else may travel (Flower shows arguments).
+- Late acknowledgement and reject-on-worker-lost: a worker killed mid-push leaves its message to be delivered
+  again, which is safe because every task is idempotent (push decides from what the device holds; the
+  regeneration is claimed once in the database).
+- Prefetch 1: a worker holding messages it is not running would delay other sites' pushes.
+- Task events on, so Flower sees every task as it runs.
+- Time limits below the Redis visibility timeout, checked here: with Redis, a message not acknowledged within
+  the visibility timeout is delivered again, so a longer task, or a retry delayed longer than that, would run
+  twice (Celery's documented caveat).
+- Queues: `control` for FMC steps, `push` for device pushes, and `push.<site>` for FTDs whose inventory entry
+  names a site, so a worker near that site's jump server can serve it (`sftrenew worker -Q push.dc2`).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from pipeline.errors import ConfigError
+from pipeline.settings import Settings
+
+CONTROL_QUEUE = "control"
+PUSH_QUEUE = "push"
+TASK_MODULES = ("tasks.steps", "tasks.reconcile")
+
+
+def push_queue(site: str | None) -> str:
+    return f"{PUSH_QUEUE}.{site}" if site else PUSH_QUEUE
+
+
+def check_limits(settings: Settings) -> None:
+    """Refuse a configuration that would deliver a message twice or cut the regeneration short."""
+    c = settings.celery
+    problems = []
+    if c.task_time_limit >= c.visibility_timeout:
+        problems.append(
+            f"SFTRENEW_TASK_TIME_LIMIT ({c.task_time_limit:g} s) must be below "
+            f"SFTRENEW_VISIBILITY_TIMEOUT ({c.visibility_timeout:g} s), or Redis redelivers a running task"
+        )
+    if c.retry_backoff_max >= c.visibility_timeout:
+        problems.append(
+            f"SFTRENEW_RETRY_BACKOFF_MAX ({c.retry_backoff_max:g} s) must be below "
+            f"SFTRENEW_VISIBILITY_TIMEOUT ({c.visibility_timeout:g} s): a longer-delayed retry runs twice"
+        )
+    if settings.ssh.regenerate_timeout >= c.task_time_limit:
+        problems.append(
+            f"SFTRENEW_SSH_REGENERATE_TIMEOUT ({settings.ssh.regenerate_timeout:g} s) must be below "
+            f"SFTRENEW_TASK_TIME_LIMIT ({c.task_time_limit:g} s), or generate_certs.pl is killed mid-run"
+        )
+    if problems:
+        raise ConfigError("the Celery settings would duplicate or cut short tasks: " + "; ".join(problems))
+
+
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app configured from `settings`."""
+    check_limits(settings)
+    c = settings.celery
+    app = Celery("sftrenew", include=list(TASK_MODULES))
+    app.conf.update(
+        broker_url=c.broker_url,
+        result_backend=c.result_backend,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_track_started=True,
+        result_extended=True,
+        task_time_limit=c.task_time_limit,
+        broker_transport_options={"visibility_timeout": c.visibility_timeout},
+        result_backend_transport_options={"visibility_timeout": c.visibility_timeout},
+        broker_connection_retry_on_startup=True,
+        worker_pool="threads",
+        worker_concurrency=c.concurrency,
+        task_default_queue=CONTROL_QUEUE,
+        # Queues are made on first use: `control`, `push`, `push.<site>` (the canvas names them per task).
+        task_create_missing_queues=True,
+        beat_schedule={
+            "reconcile": {"task": "sftrenew.reconcile", "schedule": c.reconcile_interval},
+        },
+        timezone="UTC",
+        enable_utc=True,
+        worker_hijack_root_logger=False,
+    )
+    app.conf.sftrenew_settings = settings
+    return app
