@@ -1,5 +1,5 @@
 """The database of record: what every renewal, step, attempt and artifact was. Celery's own state may be lost;
-this may not.
+this may not. So the fan-in of a renewal's pushes is counted here too (`rounds`), not in a chord.
 
 Functions take a keyword-only `session` and never make one; each writer commits before it returns. The
 engine comes from `make_engine(settings)` and the schema only from `migrate(engine)` (alembic, in
@@ -11,12 +11,14 @@ from __future__ import annotations
 from pipeline.store.artifacts import add_artifact, add_device_file, artifact_data, artifacts_of
 from pipeline.store.crypto import new_artifact_key
 from pipeline.store.fmcs import (
+    begin_fmc,
     claim_regeneration,
     fmcs_of,
     record_ca_before,
     record_regeneration,
     renewal_fmc,
     set_fmc_state,
+    take_over_regeneration,
 )
 from pipeline.store.renewals import (
     active_renewal,
@@ -30,15 +32,26 @@ from pipeline.store.renewals import (
     start_renewal,
     touch,
 )
+from pipeline.store.rounds import (
+    claim_verify,
+    open_push_round,
+    push_round,
+    round_complete,
+    settle_push,
+    slots,
+    unsettled,
+)
 from pipeline.store.schema import current_revision, make_engine, migrate
 from pipeline.store.steps import failed_pushes, step_finished, step_started, steps_of
 from pipeline.store.tables import (
     Artifact,
     FmcState,
+    PushSlot,
     Renewal,
     RenewalFmc,
     RenewalState,
     Role,
+    SlotOutcome,
     StepName,
     StepRun,
     StepState,
@@ -47,10 +60,12 @@ from pipeline.store.tables import (
 __all__ = [
     "Artifact",
     "FmcState",
+    "PushSlot",
     "Renewal",
     "RenewalFmc",
     "RenewalState",
     "Role",
+    "SlotOutcome",
     "StepName",
     "StepRun",
     "StepState",
@@ -59,7 +74,9 @@ __all__ = [
     "add_device_file",
     "artifact_data",
     "artifacts_of",
+    "begin_fmc",
     "claim_regeneration",
+    "claim_verify",
     "current_revision",
     "failed_pushes",
     "finish_renewal",
@@ -70,16 +87,23 @@ __all__ = [
     "mark_running",
     "migrate",
     "new_artifact_key",
+    "open_push_round",
+    "push_round",
     "record_ca_before",
     "record_regeneration",
     "renewal",
     "renewal_fmc",
     "resume_renewal",
+    "round_complete",
     "set_fmc_state",
+    "settle_push",
+    "slots",
     "stalled",
     "start_renewal",
     "step_finished",
     "step_started",
     "steps_of",
+    "take_over_regeneration",
     "touch",
+    "unsettled",
 ]

@@ -2,7 +2,9 @@
 the CA it made.
 
 The claim is a conditional UPDATE (`... WHERE regen_token IS NULL`): the database decides who is first, on
-SQLite (which has no SELECT ... FOR UPDATE) as on PostgreSQL. Like every writer of the store, these commit.
+SQLite (which has no SELECT ... FOR UPDATE) as on PostgreSQL. A claim whose holder must be dead (taken long
+ago, nothing recorded as done) may be taken over, by a conditional UPDATE too. Like every writer of the store,
+these commit.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, update
+from sqlalchemy import ColumnElement, and_, update
 from sqlmodel import Session, col, select
 
 from pipeline.store.renewals import committed, moved
@@ -66,16 +68,56 @@ def record_ca_before(
         moved(session, renewal_id, now)
 
 
+def _holder(session: Session, renewal_id: str, fmc: str) -> str | None:
+    """The claim's holder as the database has it now (a column query, not an object cached in the session)."""
+    query = select(RenewalFmc.fmc, RenewalFmc.regen_token).where(
+        col(RenewalFmc.renewal_id) == renewal_id, col(RenewalFmc.fmc) == fmc
+    )
+    found = session.exec(query).first()
+    if found is None:
+        raise LookupError(f"renewal {renewal_id!r} has no FMC {fmc!r}")
+    return found[1]
+
+
 def claim_regeneration(*, session: Session, renewal_id: str, fmc: str, token: str, now: datetime) -> bool:
     """Whether the caller may regenerate this FMC's CA: True for the first claimer and for a retry of the same
     task (same `token`, e.g. the Celery task id); False for anyone else."""
     if not token:
         raise ValueError("a regeneration claim needs a token (the claiming task's id)")
-    claimed = {"regen_token": token, "regen_claimed_at_utc": require_utc(now)}
+    now = require_utc(now)
+    claimed = {"regen_token": token, "regen_claimed_at_utc": now, "regen_taken_at_utc": now}
     with committed(session):
         won = _update_if(session, renewal_id, fmc, col(RenewalFmc.regen_token).is_(None), claimed)
         if not won:
-            won = renewal_fmc(session=session, renewal_id=renewal_id, fmc=fmc).regen_token == token
+            won = _holder(session, renewal_id, fmc) == token
+        moved(session, renewal_id, now)
+    return won
+
+
+def take_over_regeneration(
+    *, session: Session, renewal_id: str, fmc: str, token: str, stale_before: datetime, now: datetime
+) -> bool:
+    """Take the regeneration claim from a holder that must be dead: it took the claim before `stale_before`
+    and no regeneration is recorded as done. True when taken, and for the holder itself (same `token`);
+    False when the claim is fresh, done, or was never made (claim_regeneration makes the first one).
+
+    The first claim's time (`regen_claimed_at_utc`) stays: it is what shows a CA found later on the FMC was
+    made by this renewal. Staleness is measured from when the current holder took the claim, which a
+    takeover moves: of two racing takers one wins, and the winner is not itself stale at once.
+    """
+    if not token:
+        raise ValueError("a regeneration takeover needs a token (the taking task's id)")
+    stale_before = require_utc(stale_before, "stale_before")
+    condition = and_(
+        col(RenewalFmc.regen_done_at_utc).is_(None),
+        col(RenewalFmc.regen_token).is_not(None),
+        col(RenewalFmc.regen_taken_at_utc) < stale_before,
+    )
+    taken = {"regen_token": token, "regen_taken_at_utc": require_utc(now)}
+    with committed(session):
+        won = _update_if(session, renewal_id, fmc, condition, taken)
+        if not won:
+            won = _holder(session, renewal_id, fmc) == token
         moved(session, renewal_id, now)
     return won
 
@@ -102,3 +144,13 @@ def set_fmc_state(*, session: Session, renewal_id: str, fmc: str, state: FmcStat
         if not _update_if(session, renewal_id, fmc, col(RenewalFmc.state).is_not(None), {"state": state}):
             raise LookupError(f"renewal {renewal_id!r} has no FMC {fmc!r}")
         moved(session, renewal_id, now)
+
+
+def begin_fmc(*, session: Session, renewal_id: str, fmc: str, now: datetime) -> bool:
+    """Move a pending FMC to running; True only for the one caller that did (two verifies finishing the
+    previous FMC, or a verify and the reconciler, must not start it twice)."""
+    with committed(session):
+        began = _update_if(session, renewal_id, fmc, col(RenewalFmc.state) == "pending", {"state": "running"})
+        if began:
+            moved(session, renewal_id, now)
+    return began

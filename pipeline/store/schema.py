@@ -83,10 +83,11 @@ def script_directory() -> ScriptDirectory:
     return ScriptDirectory.from_config(alembic_config())
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the database to the newest schema; a no-op when it is there already. Safe to run from several
-    processes at once: they take turns (an advisory lock on PostgreSQL, an immediate transaction on SQLite),
-    and whoever comes second finds nothing to do."""
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the database to the newest schema (or up to `revision`: a test of an upgrade starts from an
+    older one); a no-op when it is there already. Safe to run from several processes at once: they take turns
+    (an advisory lock on PostgreSQL, an immediate transaction on SQLite), and whoever comes second finds
+    nothing to do."""
     with _IN_PROCESS, engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATE_LOCK})
@@ -94,7 +95,7 @@ def migrate(engine: Engine) -> None:
             # The driver opens transactions lazily (before DML only); take the write lock for the whole
             # upgrade, DDL included, so a second process waits instead of creating the same tables.
             connection.exec_driver_sql("BEGIN IMMEDIATE")
-        command.upgrade(alembic_config(connection), "head")
+        command.upgrade(alembic_config(connection), revision)
 
 
 def current_revision(engine: Engine) -> str | None:

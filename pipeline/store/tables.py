@@ -8,7 +8,8 @@ Rules the database itself keeps, so no code path can break them:
 - one active renewal per FMC pair: `Renewal.active_pair` is UNIQUE and holds the pair's name exactly while
   the renewal is queued or running (a CHECK ties the two);
 - a step or artifact belongs to an FMC of its renewal (composite foreign key to `renewal_fmc`);
-- attempts of one step on one device are numbered without gaps or twins (a unique index).
+- attempts of one step on one device are numbered without gaps or twins (a unique index);
+- a push slot is settled with an outcome or not at all (a CHECK ties `settled_at_utc` and `outcome`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Dialect,
     ForeignKeyConstraint,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -35,6 +37,7 @@ FmcState = Literal["pending", "running", "succeeded", "failed", "partial"]
 Role = Literal["primary", "secondary"]
 StepName = Literal["backup", "validate", "regenerate", "push", "verify"]
 StepState = Literal["started", "succeeded", "failed", "skipped", "retrying"]
+SlotOutcome = Literal["succeeded", "skipped", "failed"]
 
 ACTIVE_STATES: Final = ("queued", "running")
 FINISHED_STATES: Final = ("succeeded", "failed", "partial")
@@ -42,6 +45,7 @@ FMC_STATES: Final = ("pending", "running", "succeeded", "failed", "partial")
 ROLES: Final = ("primary", "secondary")
 STEPS: Final = ("backup", "validate", "regenerate", "push", "verify")
 STEP_STATES: Final = ("started", "succeeded", "failed", "skipped", "retrying")
+SLOT_OUTCOMES: Final = ("succeeded", "skipped", "failed")
 #: How much of a step's (already redacted) message is kept: enough for the operator's next move.
 MESSAGE_CHARS: Final = 500
 
@@ -136,8 +140,14 @@ class RenewalFmc(StoreBase, table=True):
     ca_after_sha256: str | None = Field(default=None, sa_type=String(64))
     #: Set once, by the first task that claims the regeneration; the claim is what makes it run once.
     regen_token: str | None = Field(default=None, sa_type=String(200))
+    #: When the first claim was made; a takeover keeps it (a CA found later was made after this time).
     regen_claimed_at_utc: datetime | None = Field(default=None, sa_type=UtcDateTime)
     regen_done_at_utc: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    #: When the current holder took the claim (its first claim, or a takeover): what "stale" is measured from.
+    regen_taken_at_utc: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    #: The newest push round opened (0: none yet) and the newest round whose verify was claimed.
+    push_round: int = Field(default=0, sa_column_kwargs={"server_default": text("0")})
+    verify_round: int = Field(default=0, sa_column_kwargs={"server_default": text("0")})
 
 
 class StepRun(StoreBase, table=True):
@@ -205,3 +215,29 @@ class Artifact(StoreBase, table=True):
     #: Plain for certificates and configuration; AES-GCM sealed (`pipeline.store.crypto`) when `secret`.
     data: bytes = Field(sa_type=LargeBinary, repr=False)
     created_at_utc: datetime = Field(sa_type=UtcDateTime)
+
+
+class PushSlot(StoreBase, table=True):
+    """One device's push in one push round of an FMC: settled once, whatever the outcome. The round is
+    complete (and its verify may be claimed) when every slot is settled (`pipeline.store.rounds`)."""
+
+    __tablename__ = "push_slot"
+    __table_args__ = (
+        CheckConstraint(_in("outcome", SLOT_OUTCOMES), name="outcome"),
+        CheckConstraint(
+            "(settled_at_utc IS NULL AND outcome IS NULL) "
+            "OR (settled_at_utc IS NOT NULL AND outcome IS NOT NULL)",
+            name="settled",
+        ),
+        CheckConstraint("round >= 1", name="round"),
+        ForeignKeyConstraint(
+            ["renewal_id", "fmc"], ["renewal_fmc.renewal_id", "renewal_fmc.fmc"], ondelete="CASCADE"
+        ),
+    )
+
+    renewal_id: str = Field(primary_key=True, sa_type=String(36))
+    fmc: str = Field(primary_key=True, sa_type=String(100))
+    round: int = Field(primary_key=True, sa_type=Integer)
+    device: str = Field(primary_key=True, sa_type=String(100))
+    settled_at_utc: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    outcome: str | None = Field(default=None, sa_type=String(16))

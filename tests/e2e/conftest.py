@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
 
+from pipeline import store
 from pipeline.settings import Settings
 from pipeline.store import make_engine, migrate
 
@@ -24,6 +31,9 @@ POSTGRES_URL = os.environ.get(
     "SFTRENEW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 BACKENDS = ("sqlite", "postgres")
+T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+PAIR_FMCS: list[tuple[str, store.Role]] = [("fmc-a", "primary"), ("fmc-b", "secondary")]
+T = TypeVar("T")
 
 
 def engine_for(url: str) -> Engine:
@@ -34,6 +44,38 @@ def engine_for(url: str) -> Engine:
 def twin(engine: Engine) -> Engine:
     """A second, independent engine on the same database: what another worker process would have."""
     return engine_for(engine.url.render_as_string(hide_password=False))
+
+
+def new_renewal(session: Session, pair: str = "dc1", now: datetime = T0) -> store.Renewal:
+    """A fresh queued renewal of `pair` (fmc-a primary, fmc-b secondary); the pair must be free."""
+    row, created = store.start_renewal(
+        session=session, pair=pair, requested_by="ops", fmcs=PAIR_FMCS, now=now
+    )
+    assert created
+    return row
+
+
+def race(engines: list[Engine], work: Callable[[Session], T]) -> list[T]:
+    """Run `work` once per engine, in threads released together, each with its own session."""
+    barrier = threading.Barrier(len(engines), timeout=30)
+
+    def one(engine: Engine) -> T:
+        with Session(engine) as session:
+            barrier.wait()
+            return work(session)
+
+    with ThreadPoolExecutor(len(engines)) as pool:
+        return list(pool.map(one, engines))
+
+
+def step_id(step: store.StepRun) -> int:
+    assert step.id is not None
+    return step.id
+
+
+@pytest.fixture
+def key() -> SecretStr:
+    return SecretStr(store.new_artifact_key())
 
 
 @pytest.fixture(scope="session")
