@@ -41,7 +41,7 @@ from pipeline.store.rounds import (
     slots,
     unsettled,
 )
-from pipeline.store.schema import current_revision, make_engine, migrate
+from pipeline.store.schema import current_revision, make_engine, migrate, open_session
 from pipeline.store.steps import failed_pushes, step_finished, step_started, steps_of
 from pipeline.store.tables import (
     Artifact,
@@ -88,6 +88,7 @@ __all__ = [
     "migrate",
     "new_artifact_key",
     "open_push_round",
+    "open_session",
     "push_round",
     "record_ca_before",
     "record_regeneration",

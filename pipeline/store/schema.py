@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError
+from sqlmodel import Session
 
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
@@ -102,3 +103,10 @@ def current_revision(engine: Engine) -> str | None:
     """The revision a database is at (None: never migrated)."""
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def open_session(engine: Engine) -> Session:
+    """A session for the store's callers. Every writer commits before it returns, and callers go on using
+    the rows they read; with SQLAlchemy's default (expire on commit) those rows would reload lazily, or fail
+    once the session is closed, so commits here leave them as they were read."""
+    return Session(engine, expire_on_commit=False)

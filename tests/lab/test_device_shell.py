@@ -9,7 +9,7 @@ import pytest
 from cryptography import x509
 
 from tests.lab.client import ADMIN_PROMPT, CLISH_PROMPT, Shell
-from tests.lab.conftest import MakeLab, RunningLab
+from tests.lab.fixtures import MakeLab, RunningLab
 
 pytestmark = pytest.mark.lab
 

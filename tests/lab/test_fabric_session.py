@@ -31,7 +31,7 @@ from pipeline.errors import (
 )
 from pipeline.secrets import SecretResolver, read_inventory
 from pipeline.settings import Settings, SshSettings
-from tests.lab.conftest import MakeLab, RunningLab
+from tests.lab.fixtures import MakeLab, RunningLab
 
 pytestmark = pytest.mark.lab
 

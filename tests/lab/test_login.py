@@ -8,7 +8,7 @@ import paramiko
 import pytest
 
 from tests.lab.client import ADMIN_PROMPT, CLISH_PROMPT, ROOT_PROMPT, Shell, open_client
-from tests.lab.conftest import MakeLab, RunningLab
+from tests.lab.fixtures import MakeLab, RunningLab
 
 pytestmark = pytest.mark.lab
 

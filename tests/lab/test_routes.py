@@ -11,7 +11,7 @@ import pytest
 from paramiko.ssh_exception import NoValidConnectionsError
 
 from tests.lab.client import CLISH_PROMPT, open_client
-from tests.lab.conftest import MakeLab
+from tests.lab.fixtures import MakeLab
 
 pytestmark = pytest.mark.lab
 

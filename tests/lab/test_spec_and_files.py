@@ -13,7 +13,7 @@ import pytest
 
 from lab.spec import LabSpecError, build_spec, load_spec, resolve
 from pipeline.inventory import load_inventory
-from tests.lab.conftest import RunningLab
+from tests.lab.fixtures import RunningLab
 
 SPEC = """
 ftds: 5

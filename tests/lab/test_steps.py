@@ -28,7 +28,7 @@ from pipeline.steps.pair import run_fmc, run_pair
 from pipeline.steps.push import PushAction, RetryPolicy, push_with_routes
 from pipeline.steps.regenerate import regenerate
 from pipeline.steps.validate import peers_of, validate
-from tests.lab.conftest import MakeLab, RunningLab
+from tests.lab.fixtures import MakeLab, RunningLab
 
 pytestmark = pytest.mark.lab
 
