@@ -1,0 +1,91 @@
+"""Read-only commands against the live fleet: `plan` (what a renewal would do) and `check` (CA expiry)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.certs import CertFacts
+from pipeline.devicepaths import CA_CERT
+from pipeline.devices.factory import SessionFactory
+from pipeline.errors import DeviceError
+from pipeline.plan import PeerAction, plan_fmc
+from pipeline.secrets import SecretResolver
+from pipeline.settings import Settings
+from pipeline.steps.validate import peers_of, validate
+
+Sub = Any
+
+CHECK_OK, CHECK_WARN, CHECK_CRIT, CHECK_UNKNOWN = 0, 1, 2, 3
+
+
+def add_commands(sub: Sub) -> None:
+    plan = sub.add_parser("plan", help="validate against the live fleet and say what a renewal would do")
+    plan.add_argument("--pair", required=True)
+    plan.set_defaults(run=_plan)
+
+    check = sub.add_parser(
+        "check", help="CA expiry of every FMC; exit 0 ok, 1 warning, 2 critical, 3 unknown"
+    )
+    check.add_argument("--pair", help="only this pair")
+    check.add_argument("--warn-days", type=int, default=90)
+    check.add_argument("--crit-days", type=int, default=30)
+    check.set_defaults(run=_check)
+
+
+def _factory(settings: Settings, pair: str | None) -> tuple[SessionFactory, Any]:
+    from pipeline.cli.renewals import inventory_of  # noqa: PLC0415 - one definition of "the inventory"
+
+    inventory = inventory_of(settings)
+    return SessionFactory(inventory, pair, SecretResolver(inventory, os.environ), settings), inventory
+
+
+def _plan(args: argparse.Namespace, settings: Settings) -> int:
+    factory, inventory = _factory(settings, args.pair)
+    pair = inventory.pair(args.pair)
+    stranded = False
+    for fmc in pair.fmcs:
+        session = factory.open(fmc.name, factory.routes_for(fmc.name)[0])
+        try:
+            facts = validate(session, factory, peers_of(pair, fmc), now_utc=datetime.now(UTC))
+        finally:
+            session.close()
+        fmc_plan = plan_fmc(facts)
+        print(f"{fmc.role} {fmc.name}: CA {facts.ca_sha256[:16]}… has {facts.ca_days_left} days left")
+        for peer in fmc_plan.peers:
+            print(f"  {peer.describe()}")
+        stranded = stranded or any(p.action is PeerAction.STRANDED for p in fmc_plan.peers)
+    if stranded:
+        print("some devices would be stranded: give them a route (or a live tunnel) before renewing")
+    return 1 if stranded else 0
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    factory, inventory = _factory(settings, args.pair)
+    pairs = [inventory.pair(args.pair)] if args.pair else list(inventory.pairs.values())
+    worst = CHECK_OK
+    now = datetime.now(UTC)
+    for pair in pairs:
+        for fmc in pair.fmcs:
+            try:
+                session = factory.open(fmc.name, factory.routes_for(fmc.name)[0])
+                try:
+                    ca = CertFacts.from_pem(session.read_file(CA_CERT))
+                finally:
+                    session.close()
+            except DeviceError as exc:
+                print(f"UNKNOWN {pair.name}/{fmc.name}: {exc}")
+                worst = max(worst, CHECK_UNKNOWN)
+                continue
+            days = ca.days_left(now)
+            level = (
+                CHECK_CRIT if days <= args.crit_days else CHECK_WARN if days <= args.warn_days else CHECK_OK
+            )
+            word = ("OK", "WARNING", "CRITICAL")[level]
+            print(
+                f"{word} {pair.name}/{fmc.name}: InternalCA expires {ca.not_after_utc:%Y-%m-%d} ({days} days)"
+            )
+            worst = max(worst, level)
+    return worst

@@ -1,0 +1,90 @@
+"""What `sftrenew status` shows: a renewal's record turned into a per-FMC, per-device table (pure).
+
+For each FMC: its control steps (backup, validate, regenerate, verify), then one line per device with the
+state of its last push (route, attempts, error) and its verdict from the last verify.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pipeline.store import Renewal, RenewalFmc, StepRun
+
+CONTROL = ("backup", "validate", "regenerate", "verify")
+
+
+@dataclass(frozen=True)
+class DeviceLine:
+    device: str
+    push: str
+    route: str
+    attempts: int
+    verdict: str
+    error: str
+
+
+def _last(steps: Sequence[StepRun], step: str, device: str | None) -> StepRun | None:
+    runs = [s for s in steps if s.step == step and s.device == device]
+    return max(runs, key=lambda s: s.attempt) if runs else None
+
+
+def device_lines(steps: Sequence[StepRun]) -> list[DeviceLine]:
+    devices = sorted({s.device for s in steps if s.device is not None and s.step == "push"})
+    lines = []
+    for device in devices:
+        push = _last(steps, "push", device)
+        verdict = _last(steps, "verify", device)
+        attempts = sum(1 for s in steps if s.step == "push" and s.device == device)
+        error = (push.error_kind or "") if push and push.state in ("failed", "retrying") else ""
+        if verdict is not None and verdict.state == "failed":
+            error = error or (verdict.error_kind or "")
+        lines.append(
+            DeviceLine(
+                device=device,
+                push=push.state if push else "-",
+                route=(push.route or "-") if push else "-",
+                attempts=attempts,
+                verdict=("verified" if verdict.state == "succeeded" else (verdict.error_kind or "failed"))
+                if verdict
+                else "-",
+                error=error,
+            )
+        )
+    return lines
+
+
+def render(renewal: Renewal, fmcs: Sequence[RenewalFmc], steps: Sequence[StepRun]) -> str:
+    out = [
+        f"renewal {renewal.id}  pair {renewal.pair}  state {renewal.state}  "
+        f"requested by {renewal.requested_by} at {renewal.requested_at_utc:%Y-%m-%d %H:%M:%S} UTC"
+    ]
+    for fmc in fmcs:
+        mine = [s for s in steps if s.fmc == fmc.fmc]
+        control = "  ".join(
+            f"{name}:{run.state}" if (run := _last(mine, name, None)) else f"{name}:-" for name in CONTROL
+        )
+        before = (fmc.ca_before_sha256 or "-")[:12]
+        after = (fmc.ca_after_sha256 or "-")[:12]
+        out.append("")
+        out.append(f"{fmc.role} {fmc.fmc}  [{fmc.state}]  CA {before} -> {after}  {control}")
+        out.append(f"  {'device':<24} {'push':<10} {'route':<14} {'tries':>5}  {'verdict':<14} error")
+        for line in device_lines(mine):
+            out.append(
+                f"  {line.device:<24} {line.push:<10} {line.route:<14} {line.attempts:>5}  "
+                f"{line.verdict:<14} {line.error}"
+            )
+    return "\n".join(out) + "\n"
+
+
+def progress(fmcs: Sequence[RenewalFmc], steps: Sequence[StepRun]) -> tuple[int, int]:
+    """(done, total) units of work: four control steps per FMC plus one settled push per device."""
+    total = done = 0
+    for fmc in fmcs:
+        mine = [s for s in steps if s.fmc == fmc.fmc]
+        total += len(CONTROL)
+        done += sum(1 for name in CONTROL if (run := _last(mine, name, None)) and run.state == "succeeded")
+        lines = device_lines(mine)
+        total += len(lines)
+        done += sum(1 for line in lines if line.push in ("succeeded", "skipped", "failed"))
+    return done, total

@@ -1,0 +1,49 @@
+"""Keep a Celery worker running: restart it when it dies on its own.
+
+A worker can die of its broker: when Redis restarts, kombu may fail while restoring unacknowledged messages
+and the worker stops with "Unrecoverable error" (a known class of kombu bugs). The renewal itself survives
+that (the database is the record and the reconciler sends lost work again), but only if a worker comes back.
+In production a service manager does this (compose `restart: unless-stopped`, systemd `Restart=always`);
+`sftrenew worker` does it too, so a plain command line is as robust. SIGINT and SIGTERM are passed to the
+child and end the supervision.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+log = logging.getLogger(__name__)
+
+MAX_PAUSE = 30.0
+#: A child that ran this long before dying counts as healthy: the pause starts again from one second.
+HEALTHY_RUN = 60.0
+
+
+def supervise(argv: Sequence[str]) -> int:
+    """Run `argv` until it exits 0 or we are told to stop; restart it (with a growing pause) otherwise."""
+    stopping = False
+    child: subprocess.Popen[bytes] | None = None
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+    pause = 1.0
+    while True:
+        started = time.monotonic()
+        child = subprocess.Popen(list(argv))
+        code = child.wait()
+        if stopping or code == 0:
+            return 0 if stopping else code
+        pause = 1.0 if time.monotonic() - started > HEALTHY_RUN else min(MAX_PAUSE, pause * 2)
+        log.warning("the Celery worker exited with %s; starting it again in %.0f s", code, pause)
+        time.sleep(pause)
