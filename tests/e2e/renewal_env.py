@@ -1,0 +1,111 @@
+"""A whole renewal environment for end-to-end tests: the lab, a private Redis, a database, real workers.
+
+Everything is the real thing: `sftrenew worker` processes (threads pool) consuming from a redis-server
+process, recording in SQLite or PostgreSQL, renewing the lab's FMC pair over SSH; the operator's commands run
+as `sftrenew ...` subprocesses.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from pipeline import store
+from tests.e2e.services import RedisServer, Worker, wait_until
+from tests.lab.fixtures import RunningLab
+
+SFTRENEW = str(Path(sys.executable).parent / "sftrenew")
+
+
+@dataclass
+class RenewalEnv:
+    lab: RunningLab
+    redis: RedisServer
+    engine: Engine
+    database_url: str
+    directory: Path
+    overrides: dict[str, str] = field(default_factory=dict)
+    artifact_key: str = field(default_factory=store.new_artifact_key)
+    flower_password: str = field(default_factory=lambda: "flower-" + secrets.token_urlsafe(9))
+    workers: list[Worker] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "SFTRENEW_INVENTORY": str(self.lab.directory / "inventory.yaml"),
+            "SFTRENEW_DATABASE_URL": self.database_url,
+            "SFTRENEW_BROKER_URL": f"{self.redis.url}/0",
+            "SFTRENEW_RESULT_BACKEND": f"{self.redis.url}/1",
+            "SFTRENEW_ARTIFACT_KEY": self.artifact_key,
+            "SFTRENEW_SSH_CONNECT_TIMEOUT": "2",
+            "SFTRENEW_SSH_BANNER_TIMEOUT": "5",
+            "SFTRENEW_SSH_AUTH_TIMEOUT": "5",
+            "SFTRENEW_VERIFY_DEADLINE": "6",
+            "SFTRENEW_VERIFY_INTERVAL": "0.5",
+            "SFTRENEW_RETRY_BACKOFF": "0.2",
+            "SFTRENEW_RETRY_BACKOFF_MAX": "1",
+            "SFTRENEW_WORKER_CONCURRENCY": "8",
+            "SFTRENEW_FLOWER_PASSWORD": self.flower_password,
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.update(self.overrides)
+        return env
+
+    def start_worker(self, *, beat: bool = False) -> Worker:
+        name = f"w{len(self.workers) + 1}"
+        worker = Worker(self.env, self.directory / f"worker-{name}.log", name=name, beat=beat)
+        worker.start()
+        self.workers.append(worker)
+        return worker
+
+    def sftrenew(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [SFTRENEW, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=self.directory,
+        )
+
+    def enqueue(self) -> str:
+        result = self.sftrenew("enqueue", "--pair", "lab")
+        assert result.returncode == 0, result.stderr
+        return result.stdout.splitlines()[0]
+
+    def renewal(self, renewal_id: str) -> store.Renewal:
+        with store.open_session(self.engine) as db:
+            row = store.renewal(session=db, renewal_id=renewal_id)
+        assert row is not None
+        return row
+
+    def steps(self, renewal_id: str) -> list[store.StepRun]:
+        with store.open_session(self.engine) as db:
+            return store.steps_of(session=db, renewal_id=renewal_id)
+
+    def wait_finished(self, renewal_id: str, timeout: float = 240) -> store.Renewal:
+        wait_until(
+            lambda: self.renewal(renewal_id).state not in ("queued", "running"),
+            timeout=timeout,
+            what=f"renewal {renewal_id} finishing; see the worker logs in {self.directory}",
+        )
+        return self.renewal(renewal_id)
+
+    def last_push(self, renewal_id: str, fmc: str, device: str) -> store.StepRun:
+        runs = [s for s in self.steps(renewal_id) if s.step == "push" and s.fmc == fmc and s.device == device]
+        return max(runs, key=lambda s: s.attempt)
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.directory.glob("*.log")))
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()

@@ -1,0 +1,322 @@
+"""The renewal on Celery, end to end: real Redis, real worker processes, SQLite and PostgreSQL, the lab.
+
+Each test enqueues with the real `sftrenew enqueue`, lets real workers renew the lab's FMC pair over SSH, and
+judges by the database of record, the result backend and the lab's own files and tunnels.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery.result import AsyncResult
+from cryptography import x509
+from sqlalchemy import Engine, text
+
+from pipeline.settings import CelerySettings, Settings
+from tests.e2e.renewal_env import SFTRENEW, RenewalEnv
+from tests.e2e.services import RedisServer, free_port, wait_until
+from tests.lab.fixtures import MakeLab, RunningLab
+from workers.app import make_celery
+
+pytestmark = pytest.mark.e2e
+
+MakeEnv = Callable[..., RenewalEnv]
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest) -> tuple[Engine, str]:
+    engine: Engine = request.getfixturevalue(f"empty_{request.param}_engine")
+    return engine, engine.url.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def sqlite_database(empty_sqlite_engine: Engine) -> tuple[Engine, str]:
+    return empty_sqlite_engine, empty_sqlite_engine.url.render_as_string(hide_password=False)
+
+
+def _make_env(
+    make_lab: MakeLab, redis_server: RedisServer, db: tuple[Engine, str], tmp_path: Path
+) -> Iterator[MakeEnv]:
+    envs: list[RenewalEnv] = []
+
+    def make(lab: dict[str, Any] | None = None, **overrides: str) -> RenewalEnv:
+        running = make_lab(**(lab or {"ftds": 3}))
+        directory = tmp_path / f"env{len(envs)}"
+        directory.mkdir()
+        env = RenewalEnv(running, redis_server, db[0], db[1], directory, dict(overrides))
+        envs.append(env)
+        return env
+
+    yield make
+    for env in envs:
+        env.stop()
+
+
+@pytest.fixture
+def make_env(
+    make_lab: MakeLab, redis_server: RedisServer, database: tuple[Engine, str], tmp_path: Path
+) -> Iterator[MakeEnv]:
+    yield from _make_env(make_lab, redis_server, database, tmp_path)
+
+
+@pytest.fixture
+def make_sqlite_env(
+    make_lab: MakeLab, redis_server: RedisServer, sqlite_database: tuple[Engine, str], tmp_path: Path
+) -> Iterator[MakeEnv]:
+    yield from _make_env(make_lab, redis_server, sqlite_database, tmp_path)
+
+
+def ca(lab: RunningLab, fmc: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(lab.file(fmc, "/etc/sf/ca_root/cacert.pem").read_bytes())
+
+
+def generate_runs(lab: RunningLab, fmc: str) -> int:
+    return len(list(lab.file(fmc, "/var/tmp/certs").glob("[0-9]*")))
+
+
+def result_state(env: RenewalEnv, task_id: str) -> str:
+    app = make_celery(
+        Settings(celery=CelerySettings(broker_url=f"{env.redis.url}/0", result_backend=f"{env.redis.url}/1"))
+    )
+    state: str = AsyncResult(task_id, app=app).state
+    return state
+
+
+def test_healthy_pair_renews_and_verifies(make_env: MakeEnv) -> None:
+    env = make_env()
+    before = {fmc: ca(env.lab, fmc) for fmc in ("fmc-primary", "fmc-secondary")}
+    env.start_worker()
+    renewal_id = env.enqueue()
+    assert env.wait_finished(renewal_id).state == "succeeded", env.sftrenew("status", renewal_id).stdout
+    for fmc, old in before.items():
+        assert ca(env.lab, fmc) != old
+        assert generate_runs(env.lab, fmc) == 1
+    status = env.sftrenew("status", renewal_id)
+    assert status.returncode == 0 and "verified" in status.stdout
+    for ftd in ("ftd-001", "ftd-002", "ftd-003"):
+        env.lab.restart_sftunnel(ftd)
+        assert env.lab.connected("fmc-primary", ftd) and env.lab.connected("fmc-secondary", ftd)
+
+
+def test_expired_pair_reconnects_after_restarts(make_sqlite_env: MakeEnv) -> None:
+    env = make_sqlite_env({"ftds": 3, "scenarios": "expired"})
+    env.lab.restart_sftunnel("ftd-003")
+    assert not env.lab.connected("fmc-primary", "ftd-003")  # the expired CA keeps it out
+    env.start_worker()
+    renewal_id = env.enqueue()
+    assert env.wait_finished(renewal_id).state == "succeeded", env.sftrenew("status", renewal_id).stdout
+    for ftd in ("ftd-001", "ftd-002", "ftd-003"):
+        env.lab.restart_sftunnel(ftd)
+        assert env.lab.connected("fmc-primary", ftd) and env.lab.connected("fmc-secondary", ftd), ftd
+
+
+def test_mixed_pair_then_retry_of_the_failed_device(make_env: MakeEnv) -> None:
+    env = make_env({"ftds": 4, "scenarios": "mixed,expired"})
+    env.start_worker()
+    renewal_id = env.enqueue()
+    assert env.enqueue() == renewal_id  # a second enqueue returns the running renewal
+    assert env.wait_finished(renewal_id).state == "partial"
+    for fmc in ("fmc-primary", "fmc-secondary"):
+        assert env.last_push(renewal_id, fmc, "ftd-002").route == "direct"
+        assert env.last_push(renewal_id, fmc, "ftd-002").state == "succeeded"
+        assert env.last_push(renewal_id, fmc, "ftd-003").route == "via jump-1"
+        assert env.last_push(renewal_id, fmc, "ftd-003").state == "succeeded"
+        failed = env.last_push(renewal_id, fmc, "ftd-004")
+        assert failed.state == "failed" and failed.error_kind == "DeviceUnreachableError"
+        assert failed.task_id and result_state(env, failed.task_id) == "FAILURE"
+        verdicts = {s.device: s.state for s in env.steps(renewal_id) if s.step == "verify" and s.device}
+        assert verdicts["ftd-004"] == "failed" and verdicts["ftd-002"] == "succeeded"
+    runs = {fmc: generate_runs(env.lab, fmc) for fmc in ("fmc-primary", "fmc-secondary")}
+
+    env.lab.set_knobs("ftd-004", direct="open")  # the operator fixed the route
+    retried = env.sftrenew("retry", renewal_id, "--device", "ftd-004", "--by", "alice")
+    assert retried.returncode == 0, retried.stderr
+    assert env.wait_finished(renewal_id).state == "succeeded", env.sftrenew("status", renewal_id).stdout
+    assert {fmc: generate_runs(env.lab, fmc) for fmc in runs} == runs  # no second generate_certs.pl
+    last = env.last_push(renewal_id, "fmc-primary", "ftd-004")
+    assert last.state == "succeeded" and last.who == "alice"
+    env.lab.restart_sftunnel("ftd-004")
+    assert env.lab.connected("fmc-primary", "ftd-004") and env.lab.connected("fmc-secondary", "ftd-004")
+
+
+def test_worker_killed_mid_push_finishes_with_one_regeneration(make_sqlite_env: MakeEnv) -> None:
+    env = make_sqlite_env(
+        {"ftds": 2, "devices": {"ftd-002": {"tunnel": "down", "latency_ms": 150}}, "scenarios": "expired"},
+        SFTRENEW_VISIBILITY_TIMEOUT="20",
+        SFTRENEW_TASK_TIME_LIMIT="15",
+        SFTRENEW_SSH_REGENERATE_TIMEOUT="12",
+        SFTRENEW_STALL_AFTER="30",
+    )
+    first = env.start_worker()
+    renewal_id = env.enqueue()
+    wait_until(
+        lambda: any(
+            s.step == "push" and s.device == "ftd-002" and s.state == "started" for s in env.steps(renewal_id)
+        ),
+        timeout=120,
+        what="the push to ftd-002 starting",
+    )
+    first.kill()
+    env.start_worker(beat=True)
+    assert env.wait_finished(renewal_id, timeout=300).state == "succeeded", env.sftrenew("status").stdout
+    assert generate_runs(env.lab, "fmc-primary") == 1 and generate_runs(env.lab, "fmc-secondary") == 1
+    for fmc in ("fmc-primary", "fmc-secondary"):
+        folder = f"/ngfw/var/sf/peers/{env.lab.device(fmc)['uuid']}"
+        for name in ("cacert.pem", "sftunnel-cert.pem", "sftunnel-key.pem"):
+            data = env.lab.file("ftd-002", f"{folder}/{name}").read_bytes()
+            assert data.startswith(b"-----BEGIN ") and data.rstrip().endswith(b"-----"), name
+        assert not list(env.lab.file("ftd-002", folder).glob(".*.sftrenew-*"))
+    env.lab.restart_sftunnel("ftd-002")
+    assert env.lab.connected("fmc-primary", "ftd-002")
+
+
+def test_redis_restart_mid_renewal_is_carried_on_from_the_database(make_sqlite_env: MakeEnv) -> None:
+    env = make_sqlite_env(
+        {
+            "ftds": 3,
+            "devices": {f"ftd-00{i}": {"tunnel": "down", "latency_ms": 100} for i in (1, 2, 3)},
+            "scenarios": "expired",
+        },
+        SFTRENEW_STALL_AFTER="8",
+        SFTRENEW_RECONCILE_INTERVAL="2",
+        # One thread: the other pushes wait in Redis, so the restart really loses them.
+        SFTRENEW_WORKER_CONCURRENCY="1",
+    )
+    env.start_worker(beat=True)
+    renewal_id = env.enqueue()
+    wait_until(
+        lambda: any(s.step == "push" for s in env.steps(renewal_id)),
+        timeout=120,
+        what="the first push starting",
+    )
+    env.redis.restart()  # every queued message and result is gone
+    assert env.wait_finished(renewal_id, timeout=300).state == "succeeded", env.sftrenew("status").stdout
+    assert generate_runs(env.lab, "fmc-primary") == 1 and generate_runs(env.lab, "fmc-secondary") == 1
+    assert "stalled: sent" in env.logs()
+
+
+def _flower(env: RenewalEnv) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    log = (env.directory / "flower.log").open("ab")
+    process = subprocess.Popen(
+        [SFTRENEW, "flower", f"--port={port}"],
+        env=env.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=env.directory,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _http_status(url + "/api/workers") == 401, timeout=60, what="Flower answering")
+    return process, url
+
+
+def _http_status(url: str, auth: tuple[str, str] | None = None) -> int:
+    request = urllib.request.Request(url)
+    if auth is not None:
+        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def _get(url: str, auth: tuple[str, str]) -> str:
+    request = urllib.request.Request(url)
+    request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return str(response.read().decode())
+
+
+def test_no_secret_in_redis_database_logs_or_flower(make_sqlite_env: MakeEnv) -> None:
+    env = make_sqlite_env({"ftds": 2, "devices": {"ftd-002": {"tunnel": "down"}}, "scenarios": "expired"})
+    flower, url = _flower(env)
+    try:
+        env.start_worker()
+        renewal_id = env.enqueue()
+        assert env.wait_finished(renewal_id).state == "succeeded"
+        auth = ("sftrenew", env.flower_password)
+        assert _http_status(url + "/api/tasks") == 401  # no way in without the password
+        tasks = json.loads(_get(url + "/api/tasks", auth))
+        names = {t.get("name") for t in tasks.values()}
+        assert "sftrenew.push[fmc-primary->ftd-002]" in names and "sftrenew.regenerate[fmc-primary]" in names
+        flower_text = _get(url + "/api/tasks", auth) + _get(url + "/tasks", auth)
+    finally:
+        os.killpg(flower.pid, signal.SIGTERM)
+        flower.wait(timeout=30)
+
+    secrets_ = [*env.lab.secrets.values(), env.artifact_key, env.flower_password]
+    key_lines = _private_key_lines(env)
+    assert key_lines, "no private key material found to look for: the test would prove nothing"
+    redis_blob = b"\n".join(env.redis.keys_and_values())
+    database_blob = _database_text(env)
+    for where, blob in (
+        ("redis", redis_blob.decode(errors="replace")),
+        ("database", database_blob),
+        ("logs", env.logs()),
+        ("flower", flower_text),
+    ):
+        for secret in secrets_:
+            assert secret not in blob, f"a secret is in {where}"
+        assert "PRIVATE KEY" not in blob, f"a private key is in {where}"
+        assert not any(line in blob for line in key_lines), f"key material is in {where}"
+
+
+def _private_key_lines(env: RenewalEnv) -> set[str]:
+    """Base64 lines of every private key on the lab's devices (64 characters: full PEM lines)."""
+    lines: set[str] = set()
+    for device in env.lab.info["devices"]:
+        for path in Path(device["root"]).rglob("*key.pem"):
+            lines |= {line for line in path.read_text().splitlines() if len(line) == 64}
+    return lines
+
+
+def _database_text(env: RenewalEnv) -> str:
+    """Every column of every row, as text, except the sealed data of secret artifacts."""
+    chunks: list[str] = []
+    with env.engine.connect() as connection:
+        for table in ("renewal", "renewal_fmc", "step_run", "artifact", "push_slot"):
+            for row in connection.execute(text(f"SELECT * FROM {table}")).mappings():  # noqa: S608 - our names
+                secret = table == "artifact" and bool(row["secret"])
+                for column, value in row.items():
+                    if secret and column == "data":
+                        continue
+                    chunks.append(value.decode(errors="replace") if isinstance(value, bytes) else str(value))
+    return "\n".join(chunks)
+
+
+def test_plan_and_check_against_the_lab(make_sqlite_env: MakeEnv) -> None:
+    env = make_sqlite_env({"ftds": 4, "scenarios": "mixed,expired"})
+    plan = env.sftrenew("plan", "--pair", "lab")
+    assert plan.returncode == 1, plan.stderr  # one device would be stranded
+    assert "ftd-004: stranded" in plan.stdout and "ftd-003: pushed over SSH (via jump-1)" in plan.stdout
+    assert "ftd-001: pushed by generate_certs.pl over the live tunnel" in plan.stdout
+    check = env.sftrenew("check")
+    assert check.returncode == 2 and check.stdout.count("CRITICAL lab/") == 2
+    assert generate_runs(env.lab, "fmc-primary") == 0  # read-only
+    healthy = make_sqlite_env({"ftds": 1})
+    ok = healthy.sftrenew("check", "--warn-days", "90")
+    assert ok.returncode == 0 and ok.stdout.count("OK lab/") == 2
+    warn = healthy.sftrenew("check", "--warn-days", "4000", "--crit-days", "10")
+    assert warn.returncode == 1 and "WARNING" in warn.stdout
