@@ -7,7 +7,9 @@ checks connections before use (a database restart must not fail the next task).
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from typing import Final
 
 from alembic import command
@@ -16,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
 from sqlalchemy.exc import ArgumentError
 from sqlmodel import Session
 
@@ -67,9 +69,29 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: object) -> None:
     try:
         cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_SECONDS * 1000)}")
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _wal(cursor)
     finally:
         cursor.close()
+
+
+def _wal(cursor: DBAPICursor) -> None:
+    """WAL is a property of the database file: set it once. Switching needs a moment with no other writer,
+    and SQLite answers "database is locked" at once, without waiting out the busy timeout, while another
+    process (a worker migrating at start-up, say) writes; so wait here."""
+    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+    while True:
+        cursor.execute("PRAGMA journal_mode")
+        row = cursor.fetchone()
+        if row is not None and str(row[0]).lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+        else:
+            return
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

