@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pipeline.cli import fleet, renewals, services
+from pipeline.cli import demo, fleet, renewals, services
 from pipeline.errors import ConfigError, InventoryError, SftrenewError
 from pipeline.settings import load_settings
 
@@ -23,7 +23,7 @@ EXIT_USAGE = 2
 EXIT_STOPPED = 3
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sftrenew", description="Renew the FMC InternalCA and bring every FTD back onto sftunnel."
     )
@@ -32,11 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     renewals.add_commands(sub)
     fleet.add_commands(sub)
     services.add_commands(sub)
+    demo.add_command(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

