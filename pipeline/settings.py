@@ -50,16 +50,20 @@ class CelerySettings(BaseModel):
     result_backend: str = "redis://127.0.0.1:6379/1"
     #: Threads per worker: device work is network-bound.
     concurrency: Annotated[int, Field(ge=1, le=512)] = 8
-    #: Hard limit of one task; must exceed the regeneration timeout and stay below the visibility timeout.
+    #: The longest one task may take. Celery enforces time limits only on prefork/gevent pools, not on the
+    #: threads pool used here, so each task is bounded by sftrenew's own timeouts (SSH, command,
+    #: regeneration, verify deadline); this is the budget they are checked against, and the age after which a
+    #: regeneration claim's holder is taken for dead.
     task_time_limit: Seconds = 1800.0
     #: Redis redelivers a message not acknowledged within this; a task or retry delay longer than this would
     #: run twice (Celery's Redis caveat), which start-up refuses.
     visibility_timeout: Seconds = 3600.0
     retry_backoff: Seconds = 2.0
     retry_backoff_max: Seconds = 120.0
-    #: The reconciler's period, and how long a dispatched step may show no progress before it is sent again.
+    #: The reconciler's period, and how long a renewal may show no progress before its next piece is sent
+    #: again; longer than the regeneration timeout, so a running generate_certs.pl is not sent twice.
     reconcile_interval: Seconds = 30.0
-    stall_after: Seconds = 300.0
+    stall_after: Seconds = 1200.0
 
 
 class FlowerSettings(BaseModel):

@@ -41,7 +41,17 @@ class UnknownPeerError(DeviceError):
     """The device's UUID is unknown: validate could not reach it and the inventory does not name it."""
 
     def describe(self) -> str:
-        return "UUID unknown (unreachable at validate, none in the inventory); add `uuid:` to the inventory"
+        return (
+            "UUID unknown (unreachable at validate, none in the inventory): add `uuid:` to the inventory "
+            "and start a new renewal"
+        )
+
+
+class NoMaterialError(DeviceError):
+    """The FMC made no certificate for this device: it has no peer folder there (not registered to it)."""
+
+    def describe(self) -> str:
+        return "the FMC made no certificate for it (no /var/sf/peers/<uuid>/ there): is it registered there?"
 
 
 def fmc_row(ctx: Context, renewal_id: str, fmc: str) -> RenewalFmc:
@@ -204,9 +214,16 @@ def material_for(ctx: Context, renewal_id: str, fmc: str, device: str) -> tuple[
     if not uuid:
         raise UnknownPeerError(device, "none")
     fmc_uuid = str(_validate_doc(ctx, renewal_id, fmc)["fmc_uuid"])
-    ca = data(ctx, renewal_id, fmc, kind="new_ca", path=CA_CERT)
-    cert = data(ctx, renewal_id, fmc, kind="peer_material", path=certs_pushed(uuid, PEER_CERT), device=device)
-    key = data(ctx, renewal_id, fmc, kind="peer_material", path=certs_pushed(uuid, PEER_KEY), device=device)
+    try:
+        ca = data(ctx, renewal_id, fmc, kind="new_ca", path=CA_CERT)
+        cert = data(
+            ctx, renewal_id, fmc, kind="peer_material", path=certs_pushed(uuid, PEER_CERT), device=device
+        )
+        key = data(
+            ctx, renewal_id, fmc, kind="peer_material", path=certs_pushed(uuid, PEER_KEY), device=device
+        )
+    except LookupError:
+        raise NoMaterialError(device, "none") from None
     from pipeline.certs import CertFacts  # noqa: PLC0415 - only here
 
     material = PeerMaterial(

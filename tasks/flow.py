@@ -34,8 +34,14 @@ def _task(name: str, args: tuple[object, ...], *, queue: str, shadow: str) -> Si
     return current_app.signature(name, args=args, immutable=True, queue=queue, shadow=shadow)
 
 
+def shadow(step: str, fmc: str, device: str | None = None) -> str:
+    """The name a task shows in Flower and the logs: its step and what it works on. A retry must pass it
+    again (Celery does not keep it), or the last attempt, the one that fails, shows as a bare task name."""
+    return f"sftrenew.{step}[{fmc}->{device}]" if device else f"sftrenew.{step}[{fmc}]"
+
+
 def control_step(step: str, renewal_id: str, fmc: str) -> Signature:
-    return _task(f"sftrenew.{step}", (renewal_id, fmc), queue=CONTROL_QUEUE, shadow=f"sftrenew.{step}[{fmc}]")
+    return _task(f"sftrenew.{step}", (renewal_id, fmc), queue=CONTROL_QUEUE, shadow=shadow(step, fmc))
 
 
 def push_step(
@@ -45,13 +51,13 @@ def push_step(
         "sftrenew.push",
         (renewal_id, fmc, device, round_, who),
         queue=push_queue(site),
-        shadow=f"sftrenew.push[{fmc}->{device}]",
+        shadow=shadow("push", fmc, device),
     )
 
 
 def verify_step(renewal_id: str, fmc: str, round_: int) -> Signature:
     return _task(
-        "sftrenew.verify", (renewal_id, fmc, round_), queue=CONTROL_QUEUE, shadow=f"sftrenew.verify[{fmc}]"
+        "sftrenew.verify", (renewal_id, fmc, round_), queue=CONTROL_QUEUE, shadow=shadow("verify", fmc)
     )
 
 

@@ -28,10 +28,20 @@ from pipeline.steps.verify import PollPolicy, Verdict, verify
 from pipeline.store import FmcState, StepName
 from tasks import artifacts
 from tasks.context import Context, context
-from tasks.flow import advance, verify_step
+from tasks.flow import advance, shadow, verify_step
 from tasks.record import CONTROL_RETRIES, backoff, finish, recording
 
 Result = dict[str, Any]
+
+
+class StepTask(Task):  # type: ignore[misc]
+    """Every step task shows in Flower and the logs as `sftrenew.<step>[<fmc>]` or `[<fmc>-><device>]`, also
+    when Celery sends it itself (the next link of a chain, a retry), where a signature's shadow is lost."""
+
+    def shadow_name(self, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> str:
+        step = str(self.name).removeprefix("sftrenew.")
+        device = args[2] if step == "push" and len(args) > 2 else None
+        return shadow(step, str(args[1]), device) if len(args) > 1 else str(self.name)
 
 
 def _pair(ctx: Context, renewal_id: str) -> FmcPair:
@@ -82,7 +92,7 @@ def _control(
         raise
 
 
-@shared_task(bind=True, name="sftrenew.backup", max_retries=CONTROL_RETRIES)
+@shared_task(bind=True, base=StepTask, name="sftrenew.backup", max_retries=CONTROL_RETRIES)
 def backup_task(self: Task, renewal_id: str, fmc: str) -> Result:
     def body(ctx: Context, pair: FmcPair) -> Result:
         factory, _ = ctx.devices(pair.name)
@@ -99,7 +109,7 @@ def backup_task(self: Task, renewal_id: str, fmc: str) -> Result:
     return _control(self, renewal_id, fmc, "backup", body)
 
 
-@shared_task(bind=True, name="sftrenew.validate", max_retries=CONTROL_RETRIES)
+@shared_task(bind=True, base=StepTask, name="sftrenew.validate", max_retries=CONTROL_RETRIES)
 def validate_task(self: Task, renewal_id: str, fmc: str) -> Result:
     def body(ctx: Context, pair: FmcPair) -> Result:
         factory, _ = ctx.devices(pair.name)
@@ -124,7 +134,7 @@ def validate_task(self: Task, renewal_id: str, fmc: str) -> Result:
     return _control(self, renewal_id, fmc, "validate", body)
 
 
-@shared_task(bind=True, name="sftrenew.regenerate", max_retries=CONTROL_RETRIES)
+@shared_task(bind=True, base=StepTask, name="sftrenew.regenerate", max_retries=CONTROL_RETRIES)
 def regenerate_task(self: Task, renewal_id: str, fmc: str) -> Result:
     def body(ctx: Context, pair: FmcPair) -> Result:
         claimed_at = artifacts.claim(ctx, renewal_id, fmc, token=self.request.id)
@@ -154,7 +164,7 @@ def regenerate_task(self: Task, renewal_id: str, fmc: str) -> Result:
     return _control(self, renewal_id, fmc, "regenerate", body)
 
 
-@shared_task(bind=True, name="sftrenew.push", max_retries=None)
+@shared_task(bind=True, base=StepTask, name="sftrenew.push", max_retries=None)
 def push_task(
     self: Task, renewal_id: str, fmc: str, device: str, round_: int, who: str | None = None
 ) -> Result:
@@ -169,9 +179,6 @@ def push_task(
     routes = factory.routes_for(device)
     route = next_route(routes, attempt, direct_attempts=direct)
     try:
-        material, fmc_uuid = artifacts.material_for(ctx, renewal_id, fmc, device)
-        if route is None:
-            raise artifacts.NoRouteError(device, "none", "no route left to try")
         with recording(
             ctx,
             renewal_id=renewal_id,
@@ -179,11 +186,16 @@ def push_task(
             step="push",
             device=device,
             task_id=self.request.id,
-            route=str(route),
+            route=str(route) if route else None,
             who=who,
             redact=resolver.redact,
             may_retry=next_route(routes, attempt + 1, direct_attempts=direct) is not None,
         ) as record:
+            # Inside the record, so that a device with no material or no route is recorded as failed,
+            # counted in, and offered to `sftrenew retry` like any other failure.
+            material, fmc_uuid = artifacts.material_for(ctx, renewal_id, fmc, device)
+            if route is None:
+                raise artifacts.NoRouteError(device, "none", "no route left to try")
             outcome = push_once(
                 factory, device, route, fmc_uuid=fmc_uuid, material=material, now_utc=ctx.now()
             )
@@ -193,7 +205,8 @@ def push_task(
         if exc.retryable and next_route(routes, attempt + 1, direct_attempts=direct) is not None:
             c = ctx.settings.celery
             raise self.retry(
-                exc=exc, countdown=backoff(attempt, base=c.retry_backoff, cap=c.retry_backoff_max)
+                exc=exc,
+                countdown=backoff(attempt, base=c.retry_backoff, cap=c.retry_backoff_max),
             ) from exc
         _settle(ctx, renewal_id, fmc, round_, device, "failed")
         raise
@@ -233,7 +246,7 @@ def _settle(
         verify_step(renewal_id, fmc, round_).apply_async()
 
 
-@shared_task(bind=True, name="sftrenew.verify", max_retries=CONTROL_RETRIES)
+@shared_task(bind=True, base=StepTask, name="sftrenew.verify", max_retries=CONTROL_RETRIES)
 def verify_task(self: Task, renewal_id: str, fmc: str, round_: int) -> Result:
     def body(ctx: Context, pair: FmcPair) -> Result:
         factory, _ = ctx.devices(pair.name)

@@ -9,7 +9,9 @@ Choices, each for a reason:
 - Task events on, so Flower sees every task as it runs.
 - Time limits below the Redis visibility timeout, checked here: with Redis, a message not acknowledged within
   the visibility timeout is delivered again, so a longer task, or a retry delayed longer than that, would run
-  twice (Celery's documented caveat).
+  twice (Celery's documented caveat). The threads pool does not enforce Celery's time limits, so the limit is
+  a budget: sftrenew's own timeouts (SSH, commands, the regeneration, the verify deadline) bound each task,
+  and the regeneration's is checked against it here.
 - Queues: `control` for FMC steps, `push` for device pushes, and `push.<site>` for FTDs whose inventory entry
   names a site, so a worker near that site's jump server can serve it (`sftrenew worker -Q push.dc2`).
 """

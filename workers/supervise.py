@@ -20,6 +20,7 @@ from types import FrameType
 log = logging.getLogger(__name__)
 
 MAX_PAUSE = 30.0
+EXIT_USAGE = 2
 #: A child that ran this long before dying counts as healthy: the pause starts again from one second.
 HEALTHY_RUN = 60.0
 
@@ -42,7 +43,8 @@ def supervise(argv: Sequence[str]) -> int:
         started = time.monotonic()
         child = subprocess.Popen(list(argv))
         code = child.wait()
-        if stopping or code == 0:
+        if stopping or code in (0, EXIT_USAGE):
+            # 2 is a refused configuration: starting again would only fail again.
             return 0 if stopping else code
         pause = 1.0 if time.monotonic() - started > HEALTHY_RUN else min(MAX_PAUSE, pause * 2)
         log.warning("the Celery worker exited with %s; starting it again in %.0f s", code, pause)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from pydantic import SecretStr
@@ -26,6 +26,9 @@ from sqlmodel import Session
 from pipeline import store
 from pipeline.settings import Settings
 from pipeline.store import make_engine, migrate
+from tests.e2e.renewal_env import RenewalEnv
+from tests.e2e.services import RedisServer
+from tests.lab.fixtures import MakeLab
 
 POSTGRES_URL = os.environ.get(
     "SFTRENEW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -158,3 +161,59 @@ def make_twin() -> Iterator[Callable[[Engine], Engine]]:
     yield _make
     for engine in made:
         engine.dispose()
+
+
+# ------------------------------------------------------- renewal environments (tests/e2e/renewal_env.py)
+
+MakeEnv = Callable[..., RenewalEnv]
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest) -> tuple[Engine, str]:
+    engine: Engine = request.getfixturevalue(f"empty_{request.param}_engine")
+    return engine, engine.url.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def sqlite_database(empty_sqlite_engine: Engine) -> tuple[Engine, str]:
+    return empty_sqlite_engine, empty_sqlite_engine.url.render_as_string(hide_password=False)
+
+
+def _make_env(
+    make_lab: MakeLab, redis_server: RedisServer, db: tuple[Engine, str], tmp_path: Path
+) -> Iterator[MakeEnv]:
+    envs: list[RenewalEnv] = []
+
+    def make(lab: dict[str, Any] | None = None, **overrides: str) -> RenewalEnv:
+        running = make_lab(**(lab or {"ftds": 3}))
+        directory = tmp_path / f"env{len(envs)}"
+        directory.mkdir()
+        env = RenewalEnv(running, redis_server, db[0], db[1], directory, dict(overrides))
+        envs.append(env)
+        return env
+
+    yield make
+    for env in envs:
+        env.stop()
+
+
+@pytest.fixture
+def make_env(
+    make_lab: MakeLab, redis_server: RedisServer, database: tuple[Engine, str], tmp_path: Path
+) -> Iterator[MakeEnv]:
+    yield from _make_env(make_lab, redis_server, database, tmp_path)
+
+
+@pytest.fixture
+def make_sqlite_env(
+    make_lab: MakeLab, redis_server: RedisServer, sqlite_database: tuple[Engine, str], tmp_path: Path
+) -> Iterator[MakeEnv]:
+    yield from _make_env(make_lab, redis_server, sqlite_database, tmp_path)

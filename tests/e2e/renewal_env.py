@@ -7,8 +7,10 @@ as `sftrenew ...` subprocesses.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -17,8 +19,9 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from pipeline import store
-from tests.e2e.services import RedisServer, Worker, wait_until
+from tests.e2e.services import RedisServer, Worker, http_status, wait_until
 from tests.lab.fixtures import RunningLab
+from workers.embedded import free_port
 
 SFTRENEW = str(Path(sys.executable).parent / "sftrenew")
 
@@ -34,6 +37,7 @@ class RenewalEnv:
     artifact_key: str = field(default_factory=store.new_artifact_key)
     flower_password: str = field(default_factory=lambda: "flower-" + secrets.token_urlsafe(9))
     workers: list[Worker] = field(default_factory=list)
+    flowers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
@@ -108,9 +112,30 @@ class RenewalEnv:
         runs = [s for s in self.steps(renewal_id) if s.step == "push" and s.fmc == fmc and s.device == device]
         return max(runs, key=lambda s: s.attempt)
 
+    def start_flower(self) -> tuple[str, tuple[str, str]]:
+        """`sftrenew flower` on a free port; returns its URL and credentials once it answers (401 without)."""
+        port = free_port()
+        with (self.directory / "flower.log").open("ab") as log:
+            process = subprocess.Popen(
+                [SFTRENEW, "flower", f"--port={port}"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.directory,
+            )
+        self.flowers.append(process)
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_status(url + "/api/workers") == 401, timeout=60, what="Flower answering")
+        return url, ("sftrenew", self.flower_password)
+
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.directory.glob("*.log")))
 
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()
+        for flower in self.flowers:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(flower.pid, signal.SIGTERM)
+            flower.wait(timeout=30)

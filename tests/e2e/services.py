@@ -7,11 +7,14 @@ machine's own Redis. Workers are the real command in their own processes, as an 
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -97,3 +100,24 @@ class Worker:
         except subprocess.TimeoutExpired:
             self.kill()
         self.process = None
+
+
+def http_status(url: str, auth: tuple[str, str] | None = None) -> int:
+    """The HTTP status of a GET (0 when nothing answers)."""
+    request = urllib.request.Request(url)
+    if auth is not None:
+        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def http_get(url: str, auth: tuple[str, str]) -> str:
+    request = urllib.request.Request(url)
+    request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return str(response.read().decode())

@@ -6,83 +6,22 @@ judges by the database of record, the result backend and the lab's own files and
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import signal
-import subprocess
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from celery.result import AsyncResult
 from cryptography import x509
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
 from pipeline.settings import CelerySettings, Settings
-from tests.e2e.renewal_env import SFTRENEW, RenewalEnv
-from tests.e2e.services import RedisServer, wait_until
-from tests.lab.fixtures import MakeLab, RunningLab
+from tests.e2e.conftest import MakeEnv
+from tests.e2e.renewal_env import RenewalEnv
+from tests.e2e.services import http_get, http_status, wait_until
+from tests.lab.fixtures import RunningLab
 from workers.app import make_celery
-from workers.embedded import free_port
 
 pytestmark = pytest.mark.e2e
-
-MakeEnv = Callable[..., RenewalEnv]
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database(request: pytest.FixtureRequest) -> tuple[Engine, str]:
-    engine: Engine = request.getfixturevalue(f"empty_{request.param}_engine")
-    return engine, engine.url.render_as_string(hide_password=False)
-
-
-@pytest.fixture
-def sqlite_database(empty_sqlite_engine: Engine) -> tuple[Engine, str]:
-    return empty_sqlite_engine, empty_sqlite_engine.url.render_as_string(hide_password=False)
-
-
-def _make_env(
-    make_lab: MakeLab, redis_server: RedisServer, db: tuple[Engine, str], tmp_path: Path
-) -> Iterator[MakeEnv]:
-    envs: list[RenewalEnv] = []
-
-    def make(lab: dict[str, Any] | None = None, **overrides: str) -> RenewalEnv:
-        running = make_lab(**(lab or {"ftds": 3}))
-        directory = tmp_path / f"env{len(envs)}"
-        directory.mkdir()
-        env = RenewalEnv(running, redis_server, db[0], db[1], directory, dict(overrides))
-        envs.append(env)
-        return env
-
-    yield make
-    for env in envs:
-        env.stop()
-
-
-@pytest.fixture
-def make_env(
-    make_lab: MakeLab, redis_server: RedisServer, database: tuple[Engine, str], tmp_path: Path
-) -> Iterator[MakeEnv]:
-    yield from _make_env(make_lab, redis_server, database, tmp_path)
-
-
-@pytest.fixture
-def make_sqlite_env(
-    make_lab: MakeLab, redis_server: RedisServer, sqlite_database: tuple[Engine, str], tmp_path: Path
-) -> Iterator[MakeEnv]:
-    yield from _make_env(make_lab, redis_server, sqlite_database, tmp_path)
 
 
 def ca(lab: RunningLab, fmc: str) -> x509.Certificate:
@@ -214,58 +153,20 @@ def test_redis_restart_mid_renewal_is_carried_on_from_the_database(make_sqlite_e
     assert "stalled: sent" in env.logs()
 
 
-def _flower(env: RenewalEnv) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    log = (env.directory / "flower.log").open("ab")
-    process = subprocess.Popen(
-        [SFTRENEW, "flower", f"--port={port}"],
-        env=env.env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        cwd=env.directory,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _http_status(url + "/api/workers") == 401, timeout=60, what="Flower answering")
-    return process, url
-
-
-def _http_status(url: str, auth: tuple[str, str] | None = None) -> int:
-    request = urllib.request.Request(url)
-    if auth is not None:
-        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0
-
-
-def _get(url: str, auth: tuple[str, str]) -> str:
-    request = urllib.request.Request(url)
-    request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return str(response.read().decode())
-
-
 def test_no_secret_in_redis_database_logs_or_flower(make_sqlite_env: MakeEnv) -> None:
     env = make_sqlite_env({"ftds": 2, "devices": {"ftd-002": {"tunnel": "down"}}, "scenarios": "expired"})
-    flower, url = _flower(env)
+    url, auth = env.start_flower()
     try:
         env.start_worker()
         renewal_id = env.enqueue()
         assert env.wait_finished(renewal_id).state == "succeeded"
-        auth = ("sftrenew", env.flower_password)
-        assert _http_status(url + "/api/tasks") == 401  # no way in without the password
-        tasks = json.loads(_get(url + "/api/tasks", auth))
+        assert http_status(url + "/api/tasks") == 401  # no way in without the password
+        tasks = json.loads(http_get(url + "/api/tasks", auth))
         names = {t.get("name") for t in tasks.values()}
         assert "sftrenew.push[fmc-primary->ftd-002]" in names and "sftrenew.regenerate[fmc-primary]" in names
-        flower_text = _get(url + "/api/tasks", auth) + _get(url + "/tasks", auth)
+        flower_text = http_get(url + "/api/tasks", auth) + http_get(url + "/tasks", auth)
     finally:
-        os.killpg(flower.pid, signal.SIGTERM)
-        flower.wait(timeout=30)
+        env.stop()
 
     secrets_ = [*env.lab.secrets.values(), env.artifact_key, env.flower_password]
     key_lines = _private_key_lines(env)

@@ -1,0 +1,100 @@
+"""Flower in a real browser: headless Chromium (Debian's package, driven by Playwright) during a renewal.
+
+It logs in with the basic-auth credentials, finds the renewal's tasks by their names (which say step and
+device), sees the unreachable device's push as FAILURE, and finds no password or key in any page. The
+screenshot of the tasks page goes to the test's folder, or to docs/flower-tasks.png with
+SFTRENEW_UPDATE_SCREENSHOT=1 (how the README's picture is made).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
+
+from tests.e2e.conftest import MakeEnv
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# What the machine's own probe uses: without the background-networking flags, Chromium tries hosts that
+# this closed network refuses.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"Chromium is not installed ({CHROMIUM}): `apt-get install chromium` (./run test does, as root)",
+            pytrace=False,
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _tasks_page(page: Page, url: str, search: str, expect: str) -> str:
+    """The tasks page filtered by `search`, once the table shows `expect`."""
+    page.goto(url + "/tasks")
+    page.wait_for_selector("table#tasks-table")
+    page.select_option("div.dataTables_length select", "100")
+    page.fill("div.dataTables_filter input", search)
+    page.wait_for_function(
+        "s => document.querySelector('table#tasks-table').innerText.includes(s)", arg=expect, timeout=30_000
+    )
+    return page.inner_text("body")
+
+
+def test_flower_shows_the_renewal_and_its_failed_device(
+    make_sqlite_env: MakeEnv, browser: Browser, tmp_path: Path
+) -> None:
+    env = make_sqlite_env({"ftds": 4, "scenarios": "mixed,expired"})
+    url, auth = env.start_flower()
+    env.start_worker()
+    renewal_id = env.enqueue()
+    assert env.wait_finished(renewal_id).state == "partial"
+
+    anonymous = browser.new_page()
+    with pytest.raises(PlaywrightError, match="ERR_INVALID_AUTH_CREDENTIALS"):
+        anonymous.goto(url + "/tasks")  # no way in without the password
+    anonymous.close()
+
+    context = browser.new_context(
+        http_credentials={"username": auth[0], "password": auth[1]}, viewport={"width": 1600, "height": 900}
+    )
+    page = context.new_page()
+    failed = _tasks_page(page, url, "ftd-004", "sftrenew.push[fmc-primary->ftd-004]")
+    assert "sftrenew.push[fmc-primary->ftd-004]" in failed and "FAILURE" in failed
+    shot = tmp_path / "flower-tasks.png"
+    everything = _tasks_page(page, url, "", "sftrenew.regenerate[fmc-primary]")
+    assert (
+        "sftrenew.regenerate[fmc-primary]" in everything
+        and "sftrenew.push[fmc-secondary->ftd-003]" in everything
+    )
+    page.screenshot(path=str(shot), full_page=True)
+    if os.environ.get("SFTRENEW_UPDATE_SCREENSHOT") == "1":
+        shutil.copy(shot, DOCS / "flower-tasks.png")
+    page.goto(url + "/workers")
+    pages = everything + failed + page.inner_text("body") + page.content()
+    context.close()
+
+    for secret in [*env.lab.secrets.values(), env.artifact_key, env.flower_password]:
+        assert secret not in pages
+    assert "PRIVATE KEY" not in pages
