@@ -54,6 +54,15 @@ class NoMaterialError(DeviceError):
         return "the FMC made no certificate for it (no /var/sf/peers/<uuid>/ there): is it registered there?"
 
 
+def requested_at(ctx: Context, renewal_id: str) -> datetime:
+    """When the renewal was asked for: the stamp of the copies its pushes keep on the devices."""
+    with ctx.db() as db:
+        row = store.renewal(session=db, renewal_id=renewal_id)
+    if row is None:
+        raise LookupError(f"no renewal {renewal_id}")
+    return row.requested_at_utc
+
+
 def fmc_row(ctx: Context, renewal_id: str, fmc: str) -> RenewalFmc:
     with ctx.db() as db:
         return store.renewal_fmc(session=db, renewal_id=renewal_id, fmc=fmc)

@@ -197,7 +197,12 @@ def push_task(
             if route is None:
                 raise artifacts.NoRouteError(device, "none", "no route left to try")
             outcome = push_once(
-                factory, device, route, fmc_uuid=fmc_uuid, material=material, now_utc=ctx.now()
+                factory,
+                device,
+                route,
+                fmc_uuid=fmc_uuid,
+                material=material,
+                backup_stamp_utc=artifacts.requested_at(ctx, renewal_id),
             )
             if outcome.action is PushAction.SKIP:
                 finish(ctx, record, "skipped", message="already holds the new CA and certificate")

@@ -38,6 +38,7 @@ def run_fmc(
     factory: SessionFactory, pair: FmcPair, fmc: Fmc, settings: Settings, report: Report = lambda s, o: None
 ) -> FmcRun:
     peers = peers_of(pair, fmc)
+    stamp = datetime.now(UTC)  # names the copies each push keeps on its device
     session = factory.open(fmc.name, factory.routes_for(fmc.name)[0])
     try:
         saved = backup(session)
@@ -54,7 +55,7 @@ def run_fmc(
         report("regenerate", regen)
     finally:
         session.close()
-    pushes = tuple(_push(factory, facts, regen, peer, settings, report) for peer in peers)
+    pushes = tuple(_push(factory, facts, regen, peer, settings, report, stamp) for peer in peers)
     expected = [Expected(p.name, p.host, facts.peer(p.name).uuid) for p in peers]
     session = factory.open(fmc.name, factory.routes_for(fmc.name)[0])
     try:
@@ -79,6 +80,7 @@ def _push(
     peer: Fmc | Ftd,
     settings: Settings,
     report: Report,
+    stamp: datetime,
 ) -> PushOutcome:
     uuid = facts.peer(peer.name).uuid
     if uuid is None:
@@ -97,7 +99,7 @@ def _push(
             peer.name,
             fmc_uuid=facts.fmc_uuid,
             material=regen.peer(uuid),
-            now_utc=datetime.now(UTC),
+            backup_stamp_utc=stamp,
             policy=RetryPolicy(direct_attempts=settings.push_direct_attempts),
         )
     report("push", outcome)

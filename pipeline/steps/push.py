@@ -101,14 +101,18 @@ def _facts(pem: bytes | None) -> CertFacts | None:
 
 
 def push_files(
-    session: DeviceSession, *, fmc_uuid: str, material: PeerMaterial, now_utc: datetime
+    session: DeviceSession, *, fmc_uuid: str, material: PeerMaterial, backup_stamp_utc: datetime
 ) -> PushOutcome:
-    """Push over an open root session; raises DeviceError on failure (the files stay old or new)."""
+    """Push over an open root session; raises DeviceError on failure (the files stay old or new).
+
+    `backup_stamp_utc` names the copies kept on the device (`<file>.sftrenew-<stamp>.bak`). Callers pass
+    one stamp per renewal, and an existing copy is never overwritten, so the copies hold the files as they
+    were before the renewal's first attempt, whatever later attempts did."""
     action = decide_push(read_held(session, fmc_uuid), material)
     if action is PushAction.SKIP:
         return PushOutcome(session.device, action, session.route, 1, ok=True)
     folder = peer_dir(fmc_uuid)
-    suffix = f".sftrenew-{now_utc:%Y%m%dT%H%M%SZ}.bak"
+    suffix = f".sftrenew-{backup_stamp_utc:%Y%m%dT%H%M%SZ}.bak"
     names = " ".join(shlex.quote(n) for n in PUSHED_FILES)
     # Temp files an interrupted write left behind (TEMP_GLOB) go first; then a copy of what is there now.
     session.run(f"cd {shlex.quote(folder)} && rm -f {TEMP_GLOB}")
@@ -133,12 +137,12 @@ def push_once(
     *,
     fmc_uuid: str,
     material: PeerMaterial,
-    now_utc: datetime,
+    backup_stamp_utc: datetime,
 ) -> PushOutcome:
     """One attempt by one route: open, push, close."""
     session = factory.open(device, route)
     try:
-        return push_files(session, fmc_uuid=fmc_uuid, material=material, now_utc=now_utc)
+        return push_files(session, fmc_uuid=fmc_uuid, material=material, backup_stamp_utc=backup_stamp_utc)
     finally:
         session.close()
 
@@ -158,7 +162,7 @@ def push_with_routes(
     *,
     fmc_uuid: str,
     material: PeerMaterial,
-    now_utc: datetime,
+    backup_stamp_utc: datetime,
     policy: RetryPolicy = RetryPolicy(),
 ) -> PushOutcome:
     """Direct first, then the jump server, retrying only what a retry can fix; never raises DeviceError."""
@@ -169,7 +173,14 @@ def push_with_routes(
     while (route := next_route(routes, attempt + 1, direct_attempts=policy.direct_attempts)) is not None:
         attempt, tried = attempt + 1, route
         try:
-            outcome = push_once(factory, device, route, fmc_uuid=fmc_uuid, material=material, now_utc=now_utc)
+            outcome = push_once(
+                factory,
+                device,
+                route,
+                fmc_uuid=fmc_uuid,
+                material=material,
+                backup_stamp_utc=backup_stamp_utc,
+            )
         except DeviceError as exc:
             last = exc
             if not exc.retryable:

@@ -215,7 +215,7 @@ def test_push_with_wrong_password_and_changed_host_key(make_lab: MakeLab) -> Non
             ftd,
             fmc_uuid=lab.device("fmc-primary")["uuid"],
             material=regen.peer(lab.device(ftd)["uuid"]),
-            now_utc=datetime.now(UTC),
+            backup_stamp_utc=datetime.now(UTC),
             policy=policy,
         )
         assert not outcome.ok and outcome.error_kind == kind and outcome.attempts == 1
@@ -241,7 +241,7 @@ def test_push_survives_a_connection_dropped_mid_write(make_lab: MakeLab) -> None
         "ftd-001",
         fmc_uuid=fmc_uuid,
         material=material,
-        now_utc=datetime.now(UTC),
+        backup_stamp_utc=datetime.now(UTC),
         policy=RetryPolicy(direct_attempts=1, sleep=lambda s: None),
     )
     assert not failed.ok and failed.error_kind == "DeviceUnreachableError"
@@ -249,7 +249,7 @@ def test_push_survives_a_connection_dropped_mid_write(make_lab: MakeLab) -> None
         assert lab.file("ftd-001", f"{folder}/{name}").read_bytes() in (old[name], data), name
     lab.set_knobs("ftd-001", drop_after_bytes=None)
     done = push_with_routes(
-        factory, "ftd-001", fmc_uuid=fmc_uuid, material=material, now_utc=datetime.now(UTC)
+        factory, "ftd-001", fmc_uuid=fmc_uuid, material=material, backup_stamp_utc=datetime.now(UTC)
     )
     assert done.ok and done.action is PushAction.WRITE
     for name, data in material.files().items():
