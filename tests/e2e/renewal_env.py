@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from pipeline import store
-from tests.e2e.services import RedisServer, Worker, http_status, wait_until
+from tests.e2e.services import RedisServer, Worker, http_get, http_status, wait_until
 from tests.lab.fixtures import RunningLab
 from workers.embedded import free_port
 
@@ -128,6 +128,20 @@ class RenewalEnv:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: http_status(url + "/api/workers") == 401, timeout=60, what="Flower answering")
         return url, ("sftrenew", self.flower_password)
+
+    def wait_flower_sees_workers(self, url: str, auth: tuple[str, str]) -> None:
+        """Flower watches events from the moment it has a connection; enqueue only once it answers for the
+        workers, so it records every task of the renewal from its first event."""
+
+        def seen() -> bool:
+            try:
+                return any(
+                    f'"{w.name}@' in http_get(url + "/api/workers?refresh=1", auth) for w in self.workers
+                )
+            except OSError:
+                return False
+
+        wait_until(seen, timeout=60, what="Flower seeing the workers")
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.directory.glob("*.log")))

@@ -158,6 +158,7 @@ def test_no_secret_in_redis_database_logs_or_flower(make_sqlite_env: MakeEnv) ->
     url, auth = env.start_flower()
     try:
         env.start_worker()
+        env.wait_flower_sees_workers(url, auth)
         renewal_id = env.enqueue()
         assert env.wait_finished(renewal_id).state == "succeeded"
         assert http_status(url + "/api/tasks") == 401  # no way in without the password
