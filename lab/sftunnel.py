@@ -69,6 +69,9 @@ class SftunnelHub:
         self._servers: dict[str, asyncio.Server] = {}
         self._tunnels: dict[tuple[str, str], Tunnel] = {}
         self._started: dict[str, datetime] = {}
+        # One restart at a time per device, as the device's process manager does: two overlapping
+        # restarts could otherwise cancel each other's handshakes and leave tunnels down.
+        self._restart_locks: dict[str, asyncio.Lock] = {}
         self._created_utc = clock()
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
 
@@ -143,11 +146,12 @@ class SftunnelHub:
         """`pmtool restartbyid sftunnel`: drop every tunnel of this device, then re-handshake each with the
         files on disk now (strictly); returns when each attempt finished. Failed ones stay down and retry."""
         self._device(device_name)
-        self._discover()
-        self._started[device_name] = self._clock()
-        mine = [t for t in self._tunnels.values() if device_name in (t.owner.name, t.peer.name)]
-        await asyncio.gather(*(self._stop(t, log_drop=True) for t in mine))
-        await asyncio.gather(*(self._start_connector(t, attempt_now=True, lenient=False) for t in mine))
+        async with self._restart_locks.setdefault(device_name, asyncio.Lock()):
+            self._discover()
+            self._started[device_name] = self._clock()
+            mine = [t for t in self._tunnels.values() if device_name in (t.owner.name, t.peer.name)]
+            await asyncio.gather(*(self._stop(t, log_drop=True) for t in mine))
+            await asyncio.gather(*(self._start_connector(t, attempt_now=True, lenient=False) for t in mine))
 
     async def push(self, owner_name: str, peer_uuid: str, files: Mapping[str, bytes]) -> bool:
         """Send files over the live tunnel; True once the peer wrote them into its folder for the owner.
