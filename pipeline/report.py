@@ -88,3 +88,8 @@ def progress(fmcs: Sequence[RenewalFmc], steps: Sequence[StepRun]) -> tuple[int,
         total += len(lines)
         done += sum(1 for line in lines if line.push in ("succeeded", "skipped", "failed"))
     return done, total
+
+
+def progress_bar(done: int, total: int, width: int = 40) -> str:
+    filled = int(width * done / total) if total else 0
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"

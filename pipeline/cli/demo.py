@@ -157,7 +157,7 @@ def _watch(engine: Engine, renewal_id: str, flower_url: str) -> store.Renewal:
             fmcs = store.fmcs_of(session=db, renewal_id=renewal_id)
             steps = store.steps_of(session=db, renewal_id=renewal_id)
         done, total = report.progress(fmcs, steps)
-        bar = f"[{'#' * int(40 * done / total) if total else ''}".ljust(41, ".") + f"] {done}/{total}"
+        bar = report.progress_bar(done, total)
         if tty:
             print(
                 f"\x1b[2J\x1b[HFlower: {flower_url}/tasks\n{bar}\n{report.render(row, fmcs, steps)}",

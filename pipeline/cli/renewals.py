@@ -110,17 +110,12 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
         text = report.render(row, fmcs, steps)
         if args.watch:
             done, total = report.progress(fmcs, steps)
-            print("\x1b[2J\x1b[H" + _bar(done, total) + "\n" + text, end="", flush=True)
+            print("\x1b[2J\x1b[H" + report.progress_bar(done, total) + "\n" + text, end="", flush=True)
         else:
             print(text, end="")
         if not args.watch or row.state not in ("queued", "running"):
             return 0 if row.state == "succeeded" else EXIT_NOT_VERIFIED
         time.sleep(args.interval)
-
-
-def _bar(done: int, total: int, width: int = 40) -> str:
-    filled = int(width * done / total) if total else 0
-    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
 
 
 def _retry(args: argparse.Namespace, settings: Settings) -> int:

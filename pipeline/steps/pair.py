@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from pipeline.devices.factory import SessionFactory
 from pipeline.inventory import Fmc, FmcPair, Ftd
-from pipeline.plan import FmcPlan, PeerAction, plan_fmc
+from pipeline.plan import FmcPlan, plan_fmc
 from pipeline.settings import Settings
 from pipeline.steps.backup import BackupOutcome, backup
 from pipeline.steps.push import PushAction, PushOutcome, RetryPolicy, push_with_routes
@@ -111,7 +111,3 @@ def run_pair(
 ) -> tuple[FmcRun, ...]:
     """Primary, then secondary (device-facts 8: the InternalCA of each node is different)."""
     return tuple(run_fmc(factory, pair, fmc, settings, report) for fmc in pair.fmcs)
-
-
-def stranded(run: FmcRun) -> tuple[str, ...]:
-    return tuple(p.name for p in run.plan.peers if p.action is PeerAction.STRANDED)
