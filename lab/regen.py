@@ -1,6 +1,7 @@
 """What `generate_certs.pl` does on an FMC (device-facts 3 and the decisions of 12).
 
-A run makes a new InternalCA (same subject, serial 1, valid 3650 days from now), a new sftunnel certificate
+A run makes a new InternalCA (same subject, valid 3650 days from now, in the format the FMC's CA had: v3
+with serial 1, or v1 with serial 0 and no extensions - the `ca_format` knob), a new sftunnel certificate
 for the FMC and one for every peer folder, then pushes each peer its three files over its live tunnel. Peers
 whose tunnel is down are listed in the output and in `/var/tmp/certs/<unix time>/FAILED_PUSH` (3.2, 3.3 byte
 for byte). Live tunnels stay up: the FMC does not restart sftunnel, so the new files matter from the next
@@ -25,6 +26,7 @@ from lab import pki
 from lab.keys import KeyPool
 from lab.layout import DeviceTree, PeerRecord, append_line, write_file_atomic
 from lab.sftunnel import SftunnelHub, TunnelDevice
+from lab.spec import CaFormat
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # The order generate_certs.pl reports (and we push) a peer's files in (device-facts 3.2).
@@ -49,7 +51,8 @@ class _Issued:
 
 @dataclass(frozen=True)
 class _NewCa:
-    ca: _Issued
+    ca: pki.InternalCa
+    ca_key: rsa.RSAPrivateKey
     fmc: _Issued
     peers: dict[str, _Issued]
     index_txt: bytes
@@ -64,8 +67,7 @@ def gmt_date(when_utc: datetime) -> str:
 
 def ca_expiry_line(tree: DeviceTree, now_utc: datetime) -> str:
     """`Current ca_root expires in N days - at <date> GMT`; N = floor((notAfter - now) / 1 day), maybe < 0."""
-    ca = x509.load_pem_x509_certificate(tree.host_path(tree.CA_CERT).read_bytes())
-    not_after = ca.not_valid_after_utc
+    not_after = pki.read_ca_file(tree.host_path(tree.CA_CERT).read_bytes()).not_valid_after_utc
     days = math.floor((not_after - now_utc).total_seconds() / 86400)
     return f"Current ca_root expires in {days} days - at {gmt_date(not_after)}"
 
@@ -84,7 +86,7 @@ async def regenerate(hub: SftunnelHub, fmc: TunnelDevice, *, keys: KeyPool, now_
     log.line(f"Backed up {' and '.join(_BACKED_UP)} to {run_dir}")
     await asyncio.to_thread(_install, tree, new)
     _log_issued(log, fmc, peers, new)
-    ca_pem = pki.cert_pem(new.ca.cert)
+    ca_pem = new.ca.pem
     outcomes = await asyncio.gather(
         *(hub.push(fmc.name, peer.uuid, _peer_files(ca_pem, new.peers[peer.uuid])) for peer in peers)
     )
@@ -107,6 +109,14 @@ def _peer_records(tree: DeviceTree) -> list[PeerRecord]:
     return sorted(records, key=lambda record: record.name)
 
 
+def _ca_format(tree: DeviceTree) -> CaFormat:
+    """The format of the FMC's current CA, which the new one keeps; v3 when there is no readable CA."""
+    try:
+        return pki.read_ca_file(tree.host_path(tree.CA_CERT).read_bytes()).ca_format
+    except (OSError, ValueError):
+        return "v3"
+
+
 def _next_serial(tree: DeviceTree) -> int:
     """The CA database's next serial; 2 when there is none (1 is the CA's own)."""
     try:
@@ -124,7 +134,7 @@ def _issue(
 ) -> _NewCa:
     """The new CA and everything it signs (CPU work: runs in a thread). Serials continue the CA database."""
     ca_key, fmc_key, *peer_keys = keys
-    ca_cert = pki.make_ca(ca_key, fmc_uuid=fmc_uuid, not_before_utc=now)
+    ca_cert = pki.make_internal_ca(ca_key, fmc_uuid=fmc_uuid, not_before_utc=now, ca_format=_ca_format(tree))
     serial = _next_serial(tree)
 
     def sign(owner_uuid: str, key: rsa.RSAPrivateKey, serial: int) -> _Issued:
@@ -143,7 +153,7 @@ def _issue(
     except OSError:
         old_index = b""
     crl = pki.make_empty_crl(ca_cert=ca_cert, ca_key=ca_key, last_update_utc=now)
-    return _NewCa(_Issued(ca_cert, ca_key), fmc, issued, old_index + new_lines, serial_file, pki.crl_pem(crl))
+    return _NewCa(ca_cert, ca_key, fmc, issued, old_index + new_lines, serial_file, pki.crl_pem(crl))
 
 
 def _backup(tree: DeviceTree, run_dir: str) -> None:
@@ -165,8 +175,8 @@ def _install(tree: DeviceTree, new: _NewCa) -> None:
     _mkdirs(tree.host_path("/etc/sf/ca_root/private"))
     _mkdirs(tree.host_path("/etc/sf/keys"))
     writes: list[tuple[str, bytes]] = [
-        (tree.CA_KEY, pki.key_pem(new.ca.key)),
-        (tree.CA_CERT, pki.cert_pem(new.ca.cert)),
+        (tree.CA_KEY, pki.key_pem(new.ca_key)),
+        (tree.CA_CERT, new.ca.pem),
         (tree.CA_INDEX, new.index_txt),
         (tree.CA_SERIAL, new.serial_file),
         ("/etc/sf/ca_root/crl.pem", new.crl_pem),
@@ -227,7 +237,7 @@ def _stdout(fmc_uuid: str, failed: Sequence[PeerRecord], failed_path: str | None
 
 
 def _log_issued(log: _RegenLog, fmc: TunnelDevice, peers: Sequence[PeerRecord], new: _NewCa) -> None:
-    ca = new.ca.cert
+    ca = new.ca
     validity = f"notBefore={gmt_date(ca.not_valid_before_utc)} notAfter={gmt_date(ca.not_valid_after_utc)}"
     log.line(f"Generated new ca_root {pki.oneline_dn(ca.subject)}: {validity}")
     log.line(f"Generated sftunnel certificate for {fmc.uuid} (serial {new.fmc.cert.serial_number})")

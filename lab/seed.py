@@ -28,6 +28,7 @@ from lab.layout import (
     format_ims_conf,
     format_sftunnel_conf,
 )
+from lab.spec import CaFormat
 
 # Peer certificates were issued at registration, within the last year (or with the CA if it is younger),
 # so they outlive an expiring CA as real 3650-day device certificates do.
@@ -85,11 +86,15 @@ class Identity:
 
 @dataclass(frozen=True)
 class FmcPlan:
-    """An FMC and its CA's age: `ca_days_left` is notAfter - now in days (negative = expired)."""
+    """An FMC and its CA's age: `ca_days_left` is notAfter - now in days (negative = expired).
+
+    `ca_format`: `v3` (the lab default) or `v1` (serial 0, no extensions: what real FMCs probably hold).
+    """
 
     identity: Identity
     ca_days_left: int
     sftunnel_port: int
+    ca_format: CaFormat = "v3"
 
 
 @dataclass(frozen=True)
@@ -190,7 +195,9 @@ def _issue(
     """One FMC's CA and what it issues: serial 2 to the FMC itself, then 3, 4, ... to its peers."""
     ca_key = next(keys)
     ca_not_before = now - timedelta(days=pki.CA_DAYS - fmc.ca_days_left)
-    ca_cert = pki.make_ca(ca_key, fmc_uuid=fmc.identity.uuid, not_before_utc=ca_not_before)
+    ca_cert = pki.make_internal_ca(
+        ca_key, fmc_uuid=fmc.identity.uuid, not_before_utc=ca_not_before, ca_format=fmc.ca_format
+    )
     issued_at = max(ca_not_before, now - _REGISTERED_WITHIN)
     certs = []
     for serial, owner in enumerate([fmc.identity, *peers], start=2):
@@ -208,7 +215,7 @@ def _issue(
     crl = pki.make_empty_crl(ca_cert=ca_cert, ca_key=ca_key, last_update_utc=now)
     return _CaBundle(
         fmc=fmc,
-        ca=_Issued(pki.cert_pem(ca_cert), pki.key_pem(ca_key)),
+        ca=_Issued(ca_cert.pem, pki.key_pem(ca_key)),
         crl_pem=pki.crl_pem(crl),
         own=certs[0][2],
         peers={uuid: issued for uuid, _, issued in certs[1:]},

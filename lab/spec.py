@@ -25,6 +25,8 @@ FMC_NAMES = (PRIMARY, SECONDARY)
 Direct = Literal["open", "refuse", "drop"]
 Sudo = Literal["password", "lecture", "cached"]
 Home = Literal["/home/admin", "/Volume/home/admin"]
+Restart = Literal["normal", "drop_once"]
+CaFormat = Literal["v3", "v1"]
 
 
 class LabSpecError(ValueError):
@@ -48,6 +50,12 @@ class Knobs(BaseModel):
     drop_after_bytes: Annotated[int, Field(gt=0)] | None = None
     host_key_changed: bool = False
     ca_days_left: int | None = None
+    #: `drop_once`: the device's first `pmtool restartbyid sftunnel` cuts its SSH connections before anything
+    #: restarts (a connection lost between the write and the restart); later restarts work.
+    restart: Restart = "normal"
+    #: FMCs only: `v1` makes the InternalCA an X.509 v1 certificate with serial 0 and no extensions, as
+    #: `openssl x509 -req -set_serial 0` makes it (device-facts 6.1, 12), before and after generate_certs.pl.
+    ca_format: CaFormat = "v3"
 
 
 class KnobOverrides(BaseModel):
@@ -67,6 +75,8 @@ class KnobOverrides(BaseModel):
     drop_after_bytes: Annotated[int, Field(gt=0)] | None = None
     host_key_changed: bool | None = None
     ca_days_left: Annotated[int, Field(ge=-36_500, le=36_500)] | None = None
+    restart: Restart | None = None
+    ca_format: CaFormat | None = None
 
     def apply(self, knobs: Knobs) -> Knobs:
         return knobs.model_copy(update=self.model_dump(exclude_none=True))
@@ -150,8 +160,9 @@ class LabSpec(BaseModel):
                     f"devices.{name}: no such device; names are {PRIMARY}, {SECONDARY}, {JUMP}, "
                     f"ftd-001..ftd-{self.ftds:03d}"
                 )
-            if over.ca_days_left is not None and name not in FMC_NAMES:
-                raise ValueError(f"devices.{name}.ca_days_left: only FMCs hold a CA; set it on an FMC")
+            for knob in ("ca_days_left", "ca_format"):
+                if getattr(over, knob) is not None and name not in FMC_NAMES:
+                    raise ValueError(f"devices.{name}.{knob}: only FMCs hold a CA; set it on an FMC")
         return self
 
 

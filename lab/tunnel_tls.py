@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from asn1crypto import pem as asn1_pem  # type: ignore[import-untyped]  # it ships no type hints
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
@@ -126,9 +128,19 @@ def cert_failure(exc: ssl.SSLCertVerificationError, *, leaf: Path, ca: Path, anc
 
 
 def _load_cert(path: Path) -> x509.Certificate | None:
+    """The certificate in `path` for the diagnosis (names, validity, key), or None when there is none.
+
+    A legacy CA's serial 0 makes cryptography warn on loading (and a later release may refuse it), so such a
+    certificate is read as a copy whose serial is 1: every field the diagnosis uses is unchanged, and the copy
+    never leaves this function's caller (nothing is written or sent)."""
     try:
-        return x509.load_pem_x509_certificate(path.read_bytes())
-    except (OSError, ValueError):
+        _, _, der = asn1_pem.unarmor(path.read_bytes())
+        parsed = asn1_x509.Certificate.load(der)
+        if parsed["tbs_certificate"]["serial_number"].native <= 0:
+            parsed["tbs_certificate"]["serial_number"] = 1
+            der = parsed.dump(force=True)
+        return x509.load_der_x509_certificate(der)
+    except (OSError, ValueError, TypeError, LookupError):
         return None
 
 

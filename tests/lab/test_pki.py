@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
 import subprocess
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from asn1crypto import x509 as asn1_x509  # type: ignore[import-untyped]  # it ships no type hints
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -192,6 +196,137 @@ def test_ca_database_is_read_by_openssl_ca_and_crl_verifies(
     crl_file = _write(tmp_path / "crl.pem", pki.crl_pem(crl))
     ca_file = _write(tmp_path / "ca.pem", pki.cert_pem(ca))
     assert "verify OK" in _openssl("crl", "-in", crl_file, "-CAfile", ca_file, "-noout").stderr
+
+
+# ---------------------------------------------------------------- the v1 CA (`ca_format: v1`)
+
+
+def _openssl_v1_ca(key: rsa.RSAPrivateKey, tmp_path: Path) -> bytes:
+    """The CA `openssl x509 -req -signkey -set_serial 0` makes from `key` and the InternalCA subject."""
+    key_file = _write(tmp_path / "openssl-ca.key", pki.key_pem(key))
+    subject = pki.oneline_dn(pki.ca_name(FMC_UUID))
+    csr, cert = tmp_path / "openssl-ca.csr", tmp_path / "openssl-ca.pem"
+    for args in (
+        ("req", "-new", "-key", key_file, "-subj", subject, "-out", csr),
+        ("x509", "-req", "-in", csr, "-signkey", key_file, "-set_serial", "0", "-days", "3650", "-out", cert),
+    ):
+        assert _openssl(*args).returncode == 0
+    return cert.read_bytes()
+
+
+def _tbs_without_validity(pem: bytes) -> bytes:
+    """The TBSCertificate's content octets with the validity cut out: every other byte must agree."""
+    tbs = asn1_x509.Certificate.load(ssl.PEM_cert_to_DER_cert(pem.decode()))["tbs_certificate"]
+    content: bytes = tbs.contents
+    return content.replace(tbs["validity"].dump(), b"")
+
+
+@pytest.mark.filterwarnings("error")
+def test_v1_ca_is_what_openssl_x509_req_set_serial_0_makes(
+    keys: Iterator[rsa.RSAPrivateKey], tmp_path: Path
+) -> None:
+    key = next(keys)
+    ca = pki.make_v1_ca(key, fmc_uuid=FMC_UUID, not_before_utc=NOW - timedelta(days=10))
+    path = _write(tmp_path / "ca.pem", ca.pem)
+    text = _openssl("x509", "-noout", "-text", "-in", path).stdout
+
+    assert "Version: 1 (0x0)" in text
+    assert "Serial Number: 0 (0x0)" in text
+    assert "Signature Algorithm: sha256WithRSAEncryption" in text
+    assert "X509v3" not in text
+    # Byte for byte what the openssl CLI makes from the same key and subject, the dates aside.
+    assert _tbs_without_validity(ca.pem) == _tbs_without_validity(_openssl_v1_ca(key, tmp_path))
+    assert _openssl("verify", "-CAfile", path, path).returncode == 0
+    subject = _openssl("x509", "-noout", "-subject", "-nameopt", "compat", "-in", path).stdout.strip()
+    assert subject == f"subject={pki.oneline_dn(pki.ca_name(FMC_UUID))}"
+    assert ca.subject == pki.ca_name(FMC_UUID)
+    assert (ca.ca_format, ca.not_valid_before_utc) == ("v1", NOW - timedelta(days=10))
+    assert ca.not_valid_after_utc - ca.not_valid_before_utc == timedelta(days=3650)
+    assert pki.read_ca_file(ca.pem) == pki.CaFileFacts("v1", ca.not_valid_before_utc, ca.not_valid_after_utc)
+    assert ca.public_key().public_numbers() == key.public_key().public_numbers()
+
+
+@pytest.mark.filterwarnings("error")
+def test_v1_ca_issues_certificates_and_a_crl_openssl_accepts(
+    keys: Iterator[rsa.RSAPrivateKey], tmp_path: Path
+) -> None:
+    ca_key, key, other = next(keys), next(keys), next(keys)
+    ca = pki.make_internal_ca(ca_key, fmc_uuid=FMC_UUID, not_before_utc=NOW, ca_format="v1")
+    cert = pki.make_sftunnel_cert(
+        ca_cert=ca, ca_key=ca_key, key=key, owner_uuid=FTD_UUID, serial=2, not_before_utc=NOW
+    )
+    ca_file = _write(tmp_path / "ca.pem", ca.pem)
+    cert_file = _write(tmp_path / "cert.pem", pki.cert_pem(cert))
+    crl = pki.make_empty_crl(ca_cert=ca, ca_key=ca_key, last_update_utc=NOW)
+    crl_file = _write(tmp_path / "crl.pem", pki.crl_pem(crl))
+
+    assert cert.issuer == ca.subject
+    result = _openssl("verify", "-CAfile", ca_file, "-CRLfile", crl_file, "-crl_check", cert_file)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verify OK" in _openssl("crl", "-in", crl_file, "-CAfile", ca_file, "-noout").stderr
+    with pytest.raises(ValueError, match="does not match the CA certificate"):
+        pki.make_sftunnel_cert(
+            ca_cert=ca, ca_key=other, key=key, owner_uuid=FTD_UUID, serial=3, not_before_utc=NOW
+        )
+
+
+def test_v3_internal_ca_is_make_ca(keys: Iterator[rsa.RSAPrivateKey]) -> None:
+    ca = pki.make_internal_ca(next(keys), fmc_uuid=FMC_UUID, not_before_utc=NOW)
+    cert = x509.load_pem_x509_certificate(ca.pem)
+
+    assert (cert.version, cert.serial_number, ca.ca_format) == (x509.Version.v3, 1, "v3")
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert (ca.subject, ca.not_valid_before_utc) == (cert.subject, cert.not_valid_before_utc)
+    assert pki.read_ca_file(ca.pem).ca_format == "v3"
+    with pytest.raises(ValueError, match="expected one PEM CA certificate"):
+        pki.read_ca_file(b"not a certificate")
+
+
+def _tls_context(side: ssl._SSLMethod, ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
+    """sftunnel's mutual TLS as lab.tunnel_tls sets it up: TLS 1.2, one cipher, a certificate each way."""
+    ctx = ssl.SSLContext(side)
+    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers("AES256-GCM-SHA384")
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.check_hostname = False
+    ctx.load_cert_chain(cert, key)
+    ctx.load_verify_locations(cafile=ca)
+    return ctx
+
+
+@pytest.mark.filterwarnings("error")
+def test_openssl_accepts_the_v1_ca_as_a_trust_anchor_in_a_mutual_tls_handshake(
+    keys: Iterator[rsa.RSAPrivateKey], tmp_path: Path
+) -> None:
+    ca_key, fmc_key, ftd_key = next(keys), next(keys), next(keys)
+    ca = pki.make_v1_ca(ca_key, fmc_uuid=FMC_UUID, not_before_utc=NOW - timedelta(days=1))
+    files = {"ca": _write(tmp_path / "ca.pem", ca.pem)}
+    for name, key, serial in (("fmc", fmc_key, 2), ("ftd", ftd_key, 3)):
+        cert = pki.make_sftunnel_cert(
+            ca_cert=ca, ca_key=ca_key, key=key, owner_uuid=f"{name}-uuid", serial=serial, not_before_utc=NOW
+        )
+        files[name] = _write(tmp_path / f"{name}.pem", pki.cert_pem(cert))
+        files[f"{name}.key"] = _write(tmp_path / f"{name}.key", pki.key_pem(key))
+    server_ctx = _tls_context(ssl.PROTOCOL_TLS_SERVER, files["ca"], files["fmc"], files["fmc.key"])
+    client_ctx = _tls_context(ssl.PROTOCOL_TLS_CLIENT, files["ca"], files["ftd"], files["ftd.key"])
+    server_end, client_end = socket.socketpair()
+    seen: dict[str, object] = {}
+
+    def serve() -> None:
+        with server_ctx.wrap_socket(server_end, server_side=True) as tls:
+            seen["client"] = tls.getpeercert()
+            tls.sendall(b"ok")
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        with client_ctx.wrap_socket(client_end) as tls:
+            seen["server"] = tls.getpeercert()
+            assert tls.recv(2) == b"ok"
+    finally:
+        server.join(timeout=30)
+
+    assert seen["server"] and seen["client"]  # each end verified the other against the v1 CA
 
 
 def test_pool_hands_out_each_key_once_and_reuses_its_cache(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from cryptography.x509.oid import NameOID
 from lab import pki, regen
 from lab.keys import KeyPool
 from lab.layout import DeviceTree, PeerRecord
+from pipeline.certs import CertFacts, KeyFacts, issued_by, key_matches
 from tests.lab.test_sftunnel import Lab, run_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
@@ -50,6 +52,24 @@ def _tree_with_ca(tmp_path: Path, keys: KeyPool, not_before_utc: datetime) -> De
 def test_ca_expiry_line_matches_the_cisco_sample(tmp_path: Path, key_pool: KeyPool) -> None:
     # device-facts 3.2: run at unix time 1728915794 against the CA made on Oct 11 2024 10:12:50.
     tree = _tree_with_ca(tmp_path, key_pool, datetime(2024, 10, 11, 10, 12, 50, tzinfo=UTC))
+    now = datetime.fromtimestamp(1728915794, tz=UTC)
+    assert (
+        regen.ca_expiry_line(tree, now) == "Current ca_root expires in 3646 days - at Oct 9 10:12:50 2034 GMT"
+    )
+
+
+@pytest.mark.filterwarnings("error")
+def test_ca_expiry_line_reads_a_v1_serial_zero_ca(tmp_path: Path, key_pool: KeyPool) -> None:
+    """The v1 CA real FMCs hold (and `ca_format: v1` seeds) is read without cryptography's warning."""
+    tree = DeviceTree(tmp_path / "fmc", "fmc")
+    path = tree.host_path(tree.CA_CERT)
+    path.parent.mkdir(parents=True)
+    ca = pki.make_v1_ca(
+        key_pool.take(1)[0],
+        fmc_uuid="cdb123c8-4347-11ef-aca1-f3aa241412a1",
+        not_before_utc=datetime(2024, 10, 11, 10, 12, 50, tzinfo=UTC),
+    )
+    path.write_bytes(ca.pem)
     now = datetime.fromtimestamp(1728915794, tz=UTC)
     assert (
         regen.ca_expiry_line(tree, now) == "Current ca_root expires in 3646 days - at Oct 9 10:12:50 2034 GMT"
@@ -227,6 +247,56 @@ def test_regenerate_with_every_tunnel_up_pushes_to_the_ha_peer_too(tmp_path: Pat
         assert all(s.connected for s in lab.hub.peer_states("FTD-1"))
 
     run_lab(tmp_path, key_pool, scenario, fmcs=("FMC-A", "FMC-B"), ftds=("FTD-1",))
+
+
+def _openssl_text(path: Path) -> str:
+    return subprocess.run(
+        ["openssl", "x509", "-noout", "-text", "-in", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def _make_ca_v1(lab: Lab, fmc: str, key_pool: KeyPool) -> bytes:
+    """Give `fmc` a v1 serial-0 CA (a new key, the same subject), as `ca_format: v1` seeds it; only
+    generate_certs.pl reads it here (for its format), the live tunnels keep their sessions."""
+    tree = lab.tree(fmc)
+    key = key_pool.take(1)[0]
+    ca = pki.make_v1_ca(key, fmc_uuid=lab.devices[fmc].uuid, not_before_utc=datetime.now(UTC))
+    tree.host_path(tree.CA_CERT).write_bytes(ca.pem)
+    tree.host_path(tree.CA_KEY).write_bytes(pki.key_pem(key))
+    return ca.pem
+
+
+@pytest.mark.filterwarnings("error")
+def test_regenerate_keeps_the_v1_format_of_the_fmcs_ca(tmp_path: Path, key_pool: KeyPool) -> None:
+    async def scenario(lab: Lab) -> None:
+        await lab.hub.connect_all(predate_expiry=False)
+        old_ca = _make_ca_v1(lab, "FMC-A", key_pool)
+        now = datetime.now(UTC).replace(microsecond=0)
+
+        report = await regen.regenerate(lab.hub, lab.devices["FMC-A"], keys=key_pool, now_utc=now)
+
+        assert report.stdout == "\n"
+        new_pem = lab.read("FMC-A", DeviceTree.CA_CERT)
+        new_ca, old = CertFacts.from_pem(new_pem), CertFacts.from_pem(old_ca)
+        assert (new_ca.version, new_ca.serial, new_ca.is_ca) == (1, 0, True)
+        assert new_ca.sha256 != old.sha256
+        assert new_ca.subject_text == old.subject_text
+        assert (new_ca.not_before_utc, new_ca.not_after_utc) == (now, now + timedelta(days=3650))
+        assert key_matches(new_ca, KeyFacts.from_pem(lab.read("FMC-A", DeviceTree.CA_KEY)))
+        printed = _openssl_text(lab.tree("FMC-A").host_path(DeviceTree.CA_CERT))
+        assert "Version: 1 (0x0)" in printed
+        assert "Serial Number: 0 (0x0)" in printed
+        assert "X509v3" not in printed
+        assert issued_by(lab.read("FMC-A", DeviceTree.SFTUNNEL_CERT), new_pem)
+        ftd_folder = lab.peer_folder("FTD-1", "FMC-A")
+        assert (ftd_folder / "cacert.pem").read_bytes() == new_pem
+        assert issued_by((ftd_folder / "sftunnel-cert.pem").read_bytes(), new_pem)
+        assert "Generated new ca_root /title=InternalCA/" in lab.read("FMC-A", DeviceTree.regen_log).decode()
+        # The next handshake trusts the new v1 CA at both ends.
+        await lab.hub.restart("FTD-1")
+        assert lab.hub.is_connected("FMC-A", "FTD-1")
+
+    run_lab(tmp_path, key_pool, scenario, ftds=("FTD-1",))
 
 
 def test_failed_push_lines_match_the_cisco_sample_byte_for_byte() -> None:

@@ -3,6 +3,9 @@
 The openssl vectors are what real FMCs probably hold (device-facts 6.1: a v1 InternalCA, serial 0, no
 extensions); every expected fingerprint, date and DN below is what the openssl CLI itself prints for them.
 Keys are generated at test time into a temp folder; none is written in this file (STYLE 12).
+
+Every test runs with warnings as errors: cryptography warns when it loads a serial-0 certificate, and that
+warning must never reach an operator, so reading a real FMC's CA must not trigger it.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import subprocess
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,12 +36,12 @@ from pipeline.certs import (
     issued_by,
     key_matches,
 )
-from pipeline.parsing import parse_openssl_enddate
+from pipeline.parsing import gmt_date_utc, parse_openssl_enddate
 
 # cryptography warns when it loads a serial-0 certificate (the openssl v1 vectors, like real FMC CAs); the
-# canary test below pins that behaviour, the other tests need not repeat it.
-SERIAL_ZERO_WARNING = "ignore:Parsed a serial number which wasn't positive"
-pytestmark = pytest.mark.filterwarnings(SERIAL_ZERO_WARNING)
+# product reads them without cryptography's loader, so no warning may show here (the canary pins the
+# library's own behaviour).
+pytestmark = pytest.mark.filterwarnings("error")
 
 FMC_UUID = "cdb123c8-4347-11ef-aca1-f3aa241412a1"
 FTD_UUID = "c8d5d5c6-87c9-11ef-a993-b9831565bc4e"
@@ -66,6 +70,8 @@ class OpensslCert:
     sha256_colons: str
     subject_compat: str
     not_after_line: str
+    not_before_line: str
+    der_sha256: str
     public_key_der_sha256: str
 
 
@@ -82,8 +88,17 @@ def _read(cert: Path, key: Path) -> OpensslCert:
         sha256_colons=_openssl("x509", "-in", cert, "-noout", "-fingerprint", "-sha256").split("=", 1)[1],
         subject_compat=_openssl("x509", "-in", cert, "-noout", "-subject", "-nameopt", "compat"),
         not_after_line=_openssl("x509", "-in", cert, "-noout", "-enddate"),
+        not_before_line=_openssl("x509", "-in", cert, "-noout", "-startdate"),
+        der_sha256=_der_sha256(cert),
         public_key_der_sha256=hashlib.sha256(pub.read_bytes()).hexdigest(),
     )
+
+
+def _der_sha256(cert: Path) -> str:
+    """SHA-256 of the DER as the openssl CLI writes it (`-outform DER`), not as any Python library does."""
+    der = cert.with_suffix(".der")
+    _openssl("x509", "-in", cert, "-outform", "DER", "-out", der)
+    return hashlib.sha256(der.read_bytes()).hexdigest()
 
 
 def _make_ca(folder: Path, subject: str) -> OpensslCert:
@@ -108,10 +123,29 @@ def _make_device(folder: Path, ca: Path) -> OpensslCert:
     return _read(cert, key)
 
 
+def _make_v3_device(folder: Path, ca: Path) -> OpensslCert:
+    """A v3 leaf (basicConstraints CA:FALSE, both key usages) signed by the v1 serial-0 CA in `ca`."""
+    folder.mkdir()
+    key, csr, cert, ext = folder / "dev.key", folder / "dev.csr", folder / "dev.pem", folder / "ext.cnf"
+    ext.write_text(
+        "[v3]\nbasicConstraints = critical, CA:FALSE\n"
+        "keyUsage = critical, digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth, clientAuth\n"
+    )
+    _openssl(
+        "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-subj", DEVICE_SUBJECT, "-out", csr
+    )
+    _openssl(
+        "x509", "-req", "-in", csr, "-CA", ca / "ca.pem", "-CAkey", ca / "ca.key", "-set_serial", "6",
+        "-days", "3650", "-extfile", ext, "-extensions", "v3", "-out", cert,
+    )  # fmt: skip
+    return _read(cert, key)
+
+
 @dataclass(frozen=True)
 class Vectors:
     ca: OpensslCert
     device: OpensslCert
+    v3_device: OpensslCert  # a v3 leaf the v1 CA signed
     foreign_ca: OpensslCert  # another FMC's CA
     twin_ca: OpensslCert  # same subject as `ca`, another key: what a regeneration leaves behind
     reordered_ca: OpensslCert  # the RDN order of the older CA in R's packet capture
@@ -125,6 +159,7 @@ def vectors(tmp_path_factory: pytest.TempPathFactory) -> Vectors:
     return Vectors(
         ca=ca,
         device=_make_device(root / "device", root / "ca"),
+        v3_device=_make_v3_device(root / "v3-device", root / "ca"),
         foreign_ca=_make_ca(root / "foreign", CA_SUBJECT.replace(FMC_UUID, OTHER_FMC_UUID)),
         twin_ca=_make_ca(root / "twin", CA_SUBJECT),
         reordered_ca=_make_ca(
@@ -219,10 +254,126 @@ def test_v1_ca_facts_match_what_openssl_prints(vectors: Vectors) -> None:
 @pytest.mark.filterwarnings("default")
 def test_canary_cryptography_still_loads_serial_zero(vectors: Vectors) -> None:
     """Real FMC CAs probably have serial 0 (device-facts 6.1). cryptography 50 loads them with a deprecation
-    warning and says a future release will refuse them: when this test fails, that release is here and the
-    product needs another way to read the CA (or a pinned cryptography)."""
+    warning and says a future release will refuse them; pipeline.certs therefore reads them with asn1crypto.
+    When this test fails, that release is here: the fallback tests below say whether the product copes
+    (they must pass), and this canary is updated to expect the refusal."""
     with pytest.warns(CryptographyDeprecationWarning, match="serial number which wasn't positive"):
-        assert CertFacts.from_pem(vectors.ca.pem).serial == 0
+        assert x509.load_pem_x509_certificate(vectors.ca.pem).serial_number == 0
+
+
+def test_a_v1_serial_zero_ca_is_read_with_warnings_as_errors(vectors: Vectors) -> None:
+    """Explicitly, whatever the pytest configuration: the CA of a real FMC shows the operator no warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ca = CertFacts.from_pem(vectors.ca.pem)
+        assert issued_by(vectors.ca.pem, vectors.ca.pem)
+
+    assert (ca.version, ca.serial, ca.is_ca) == (1, 0, True)
+    assert ca.sha256 == vectors.ca.der_sha256  # the DER the openssl CLI writes, hashed
+    assert ca.subject_text == ca.issuer_text == CA_SUBJECT
+    assert ca.not_before_utc == gmt_date_utc(vectors.ca.not_before_line.removeprefix("notBefore="))
+    assert ca.not_after_utc == parse_openssl_enddate(vectors.ca.not_after_line)
+    assert is_internal_ca_of(ca, FMC_UUID)
+
+
+def test_a_v3_leaf_signed_by_a_v1_serial_zero_ca(vectors: Vectors) -> None:
+    leaf = CertFacts.from_pem(vectors.v3_device.pem)
+
+    assert (leaf.version, leaf.serial, leaf.is_ca) == (3, 6, False)
+    assert leaf.sha256 == vectors.v3_device.der_sha256
+    assert leaf.issuer_text == CA_SUBJECT
+    assert is_sftunnel_cert_of(leaf, FTD_UUID)
+    assert issued_by(vectors.v3_device.pem, vectors.ca.pem)
+    assert not issued_by(vectors.v3_device.pem, vectors.twin_ca.pem)  # same subject, other key
+    assert not issued_by(vectors.v3_device.pem, vectors.foreign_ca.pem)
+    assert key_matches(leaf, KeyFacts.from_pem(vectors.v3_device.key_pkcs1))
+    assert not key_matches(leaf, KeyFacts.from_pem(vectors.ca.key_pkcs1))
+
+
+def test_a_serial_zero_certificate_never_reaches_cryptographys_loader(
+    vectors: Vectors, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Warnings are not hushed (catch_warnings is process-wide and the workers read in threads): the
+    loader that warns is simply not called for a serial of 0 or less."""
+    loaded: list[int] = []
+    real_loader = x509.load_der_x509_certificate
+
+    def spy(der: bytes) -> x509.Certificate:
+        cert = real_loader(der)
+        loaded.append(cert.serial_number)
+        return cert
+
+    monkeypatch.setattr(x509, "load_der_x509_certificate", spy)
+    CertFacts.from_pem(vectors.ca.pem)
+    issued_by(vectors.device.pem, vectors.ca.pem)
+
+    assert loaded == [5]  # the device certificate only
+
+
+def _refuse_certificates(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Stands in for a future cryptography release that refuses serial 0 (its deprecation warning says one
+    will): its certificate loaders raise ValueError for everything, so only the asn1crypto reader can
+    answer. Returns the DER of every certificate that was refused."""
+    refused: list[bytes] = []
+
+    def refuse(data: bytes) -> x509.Certificate:
+        refused.append(data)
+        raise ValueError("refused by a future cryptography")
+
+    monkeypatch.setattr(x509, "load_der_x509_certificate", refuse)
+    monkeypatch.setattr(x509, "load_pem_x509_certificate", refuse)
+    return refused
+
+
+def _every_pem(vectors: Vectors, lab_vectors: LabVectors) -> dict[str, bytes]:
+    return {
+        "ca": vectors.ca.pem,
+        "device": vectors.device.pem,
+        "v3_device": vectors.v3_device.pem,
+        "foreign_ca": vectors.foreign_ca.pem,
+        "twin_ca": vectors.twin_ca.pem,
+        "reordered_ca": vectors.reordered_ca.pem,
+        "impostor": vectors.impostor_pem,
+        "lab_ca": lab_vectors.ca_pem,
+        "lab_device": lab_vectors.device_pem,
+        "lab_expired_ca": lab_vectors.expired_ca_pem,
+    }
+
+
+def test_the_fallback_reader_gives_the_same_facts_and_chain_answers(
+    vectors: Vectors, lab_vectors: LabVectors, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pems = _every_pem(vectors, lab_vectors)
+    facts = {name: CertFacts.from_pem(pem) for name, pem in pems.items()}
+    chains = {(a, b): issued_by(pems[a], pems[b]) for a in pems for b in pems}
+
+    refused = _refuse_certificates(monkeypatch)
+    fallback_facts = {name: CertFacts.from_pem(pem) for name, pem in pems.items()}
+    fallback_chains = {(a, b): issued_by(pems[a], pems[b]) for a in pems for b in pems}
+
+    assert len(refused) >= 7  # every certificate with a positive serial went to cryptography first
+    assert fallback_facts == facts
+    for name in pems:  # the mappings are not part of equality; compare them too
+        assert dict(fallback_facts[name].subject) == dict(facts[name].subject)
+        assert dict(fallback_facts[name].issuer) == dict(facts[name].issuer)
+    assert fallback_chains == chains
+    # Each CA signed itself (the impostor excepted) and its leaves; the impostor holds the CA's key under
+    # the CA's name, so it "issued" what the CA signed, and the twin's key signed it.
+    assert {pair for pair, signed in chains.items() if signed} == {
+        ("ca", "ca"),
+        ("device", "ca"),
+        ("v3_device", "ca"),
+        ("ca", "impostor"),
+        ("device", "impostor"),
+        ("v3_device", "impostor"),
+        ("impostor", "twin_ca"),
+        ("twin_ca", "twin_ca"),
+        ("foreign_ca", "foreign_ca"),
+        ("reordered_ca", "reordered_ca"),
+        ("lab_ca", "lab_ca"),
+        ("lab_device", "lab_ca"),
+        ("lab_expired_ca", "lab_expired_ca"),
+    }
 
 
 def test_v1_device_cert_facts(vectors: Vectors) -> None:
