@@ -5,9 +5,19 @@ maps device paths to host paths on the way in and back on the way out (:mod:`lab
 owns the client's terminal: it echoes, edits lines and turns ``\\n`` into ``\\r\\n``; so the pty here runs
 with ECHO and OPOST off, and with line editing characters disabled.
 
-Bash runs with ``PS1=''`` and a ``PROMPT_COMMAND`` that prints a marker carrying ``$?`` and ``$PWD``,
-framed by ``\\x1e``/``\\x1f`` and a per-shell random nonce that output cannot guess; the marker becomes a
-:class:`Prompt` event and never reaches the client. ``PS2`` stays ``'> '`` and arrives as ordinary output.
+Bash's ``PS1`` is a marker carrying ``$?`` and ``$PWD``, framed by ``\\x1e``/``\\x1f`` and a per-shell random
+nonce that output cannot guess; the marker becomes a :class:`Prompt` event and never reaches the client.
+``PS2`` stays ``'> '`` and arrives as ordinary output. The marker is ``PS1``, printed as bash is about to
+read, and not a ``PROMPT_COMMAND``: bash runs that as a non-interactive snippet, and a hang-up that lands
+while it finishes (right after the client saw the prompt) would end bash without saving its history.
+
+History is kept as a device's bash keeps it, because clients must not get away with typing secrets into a
+shell that records them: bash's defaults apply (``HISTFILE=~/.bash_history`` of the shell's user, default
+sizes, file mode 0600), written when bash exits or is hung up (:meth:`BashShell.close`), and ``set +o
+history``, ``unset HISTFILE`` or ``HISTFILE=/dev/null`` turn it off as they do on a device. Bash records the
+line it got, whose device paths were mapped, so when bash has ended the default history file is unmapped
+back to device paths (a ``HISTFILE`` the user points elsewhere keeps host paths). A shell started with
+``history=False`` is ``ssh host command``'s non-interactive shell, which records nothing.
 
 Lines are written in canonical mode, so a program bash starts reads the lines meant for it, as on a device.
 Linux drops the end of a canonical line beyond 4095 bytes, so a longer line is cut into chunks separated by
@@ -25,6 +35,7 @@ import logging
 import os
 import pty
 import secrets
+import shlex
 import shutil
 import signal
 import struct
@@ -85,10 +96,19 @@ class BashShell:
     """
 
     def __init__(
-        self, proc: asyncio.subprocess.Process, fd: int, pathmap: PathMap, nonce: str, cwd: str
+        self,
+        proc: asyncio.subprocess.Process,
+        fd: int,
+        pathmap: PathMap,
+        nonce: str,
+        cwd: str,
+        history_file: Path | None = None,
     ) -> None:
         self.idle = False
         self.cwd = cwd
+        self._history_file = history_file
+        self._status = 0  # the last command's status, as the last Prompt said
+        self._swallow = 0  # prompts that end the lab's own lines (record_history), not the client's
         self._proc = proc
         self._fd = fd
         self._pm = pathmap
@@ -109,18 +129,27 @@ class BashShell:
 
     @classmethod
     async def start(
-        cls, *, pathmap: PathMap, cwd_host: Path, env: Mapping[str, str], user_ns_root: bool = False
+        cls,
+        *,
+        pathmap: PathMap,
+        cwd_host: Path,
+        env: Mapping[str, str],
+        user_ns_root: bool = False,
+        history: bool = True,
     ) -> BashShell:
         """Spawn bash in ``cwd_host`` with ``env`` (host paths); returns at once, the first Prompt follows.
 
         With ``user_ns_root`` a non-root lab runs bash as uid 0 of a new user namespace (so ``chown root``
         works on the lab user's files); if the system refuses user namespaces, bash runs unwrapped and a
-        warning is logged once. Raises RuntimeError if ``setsid`` or ``bash`` is not installed.
+        warning is logged once. History goes to ``$HOME/.bash_history`` (``env`` should not set ``HIST*``,
+        so bash's defaults apply); ``history=False`` starts bash with history off, as ``bash -c`` has it.
+        Raises RuntimeError if ``setsid`` or ``bash`` is not installed.
         """
         argv = [_which("setsid"), "--ctty"]
         if user_ns_root and os.geteuid() != 0 and await _userns_available():
             argv += [_which("unshare"), "--user", "--map-root-user"]
-        argv += [_which("bash"), "--noprofile", "--norc", "--noediting", "-i"]
+        argv += [_which("bash"), "--noprofile", "--norc", "--noediting"]
+        argv += ["-i"] if history else ["+o", "history", "-i"]
         _warn_if_unresolved(pathmap.root)
         nonce = secrets.token_hex(8)
         master, slave = pty.openpty()
@@ -135,7 +164,9 @@ class BashShell:
         finally:
             os.close(slave)
         os.set_blocking(master, False)
-        return cls(proc, master, pathmap, nonce, pathmap.to_device(str(cwd_host)))
+        home = env.get("HOME")
+        history_file = Path(home) / ".bash_history" if history and home else None
+        return cls(proc, master, pathmap, nonce, pathmap.to_device(str(cwd_host)), history_file)
 
     @property
     def pid(self) -> int:
@@ -167,6 +198,29 @@ class BashShell:
         async with self._write_lock:
             await self._write(data)
 
+    async def record_history(self, line: str) -> None:
+        """Add ``line`` to bash's history as if bash had read it, without running it; call it when idle.
+
+        For a line the lab carries out itself instead of bash (``sudo su``): a device's bash records it, so
+        the lab's must too. Bash decides as for a typed line (history off, ``HISTCONTROL``, ``HISTIGNORE``):
+        ``history -s`` replaces the lab's own line in the history, and ``$?`` is kept. The lab's line gets
+        no Prompt event. Nothing is mapped: the line is recorded as the client typed it.
+        """
+        if "\n" in line:
+            raise ValueError("record_history takes a single line without '\\n'")
+        self.idle = False
+        self._swallow += 1
+        command = f"[[ -o history ]] && history -s -- {shlex.quote(line)}; (exit {self._status})"
+        async with self._write_lock:
+            await self._write(_tty_bytes(command))
+
+    async def send_eof(self) -> None:
+        """``^D`` at the start of a line: bash reads end of input and exits, as it does on a device (a typed
+        ``exit`` would be recorded in its history; this is not). Inside a heredoc it ends the heredoc."""
+        self.idle = False
+        async with self._write_lock:
+            await self._write(_VEOF)
+
     def send_interrupt(self) -> None:
         """``^C``: the tty sends SIGINT to the foreground job (bash abandons the line it was reading)."""
         self._heredoc.reset()
@@ -189,8 +243,10 @@ class BashShell:
     async def close(self) -> None:
         """Hang up: SIGHUP to every process of bash's session, SIGKILL to what is left after a grace.
 
-        Returns once those processes have died (bash reaped, the others left to their new parent) and the
-        pty is closed; safe to call more than once and after bash exited.
+        As on a device whose SSH connection dropped: bash saves its history on SIGHUP (unless history is
+        off) and exits at once, well within the grace. Returns once those processes have died (bash reaped,
+        the others left to their new parent) and the pty is closed; safe to call more than once and after
+        bash exited.
         """
         if self._closed:
             return
@@ -236,7 +292,11 @@ class BashShell:
         self.cwd = self._pm.to_device(pwd)
         self.idle = True
         self._heredoc.reset()
-        self._events.put_nowait(Prompt(int(status) if status.isdigit() else -1, self.cwd))
+        if self._swallow:
+            self._swallow -= 1
+            return
+        self._status = int(status) if status.isdigit() else -1
+        self._events.put_nowait(Prompt(self._status, self.cwd))
 
     def _stop_reading(self) -> None:
         if self._reading:
@@ -246,6 +306,7 @@ class BashShell:
     async def _watch(self) -> None:
         """When bash ends: pass on what it printed last, then Exited (background jobs may hold the pty)."""
         code = await self._proc.wait()
+        self._unmap_history()
         while self._reading:
             try:
                 data = os.read(self._fd, _READ_SIZE)
@@ -260,6 +321,26 @@ class BashShell:
         self.idle = False
         self._exited = Exited(128 - code if code < 0 else code)
         self._events.put_nowait(self._exited)
+
+    def _unmap_history(self) -> None:
+        """Device paths again in the history file bash wrote (it recorded the mapped lines it was sent).
+
+        Rewritten in place, so the file keeps the mode and owner bash gave it (0600).
+        """
+        if self._history_file is None:
+            return
+        try:
+            with self._history_file.open("r+", encoding="utf-8", errors="surrogateescape") as file:
+                text = file.read()
+                unmapped = self._pm.to_device(text)
+                if unmapped != text:
+                    file.seek(0)
+                    file.write(unmapped)
+                    file.truncate()
+        except FileNotFoundError:
+            pass  # history off, or nothing recorded
+        except OSError as exc:
+            _log.warning("could not unmap the history file %s: %s", self._history_file, exc)
 
     # ---------------------------------------------------------------- input
 
@@ -349,14 +430,12 @@ def _configure_tty(fd: int) -> None:
 
 
 def _shell_env(env: Mapping[str, str], nonce: str) -> dict[str, str]:
-    head = f"\\036SFTLAB{nonce}:"
+    """``env`` and the prompt settings; no ``HIST*`` here, so bash keeps history as its defaults say."""
     return {
-        "HISTFILE": "",
         **env,
         "PS0": "",
-        "PS1": "",
+        "PS1": f"\\036SFTLAB{nonce}:$?:$PWD\\037",  # bash decodes the octal escapes, then expands $? and $PWD
         "PS2": "> ",
-        "PROMPT_COMMAND": f'printf \'{head}%d:%s\\037\' "$?" "$PWD"',
     }
 
 

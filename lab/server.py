@@ -3,6 +3,11 @@
 `lab.shell` decides what a line means and what a device prints; `lab.bash` runs the real bash; `lab.tty` is
 the pty's line discipline. This module wires them to an SSH channel and applies the device's knobs
 (latency, connection drops, sudo variants), which the fleet may change while the lab runs.
+
+The end of a session is a device's too, because what a bash writes on its way out (its history) depends on
+it: ``^D`` is end of input for the shell level that reads it; a closed channel or a lost connection is a
+hang-up, which every shell level gets (SIGHUP, as when sshd closes the pty), even with lines still queued.
+``sudo su`` is carried out here, not by bash, so the admin's bash is told to record the line as bash would.
 """
 
 from __future__ import annotations
@@ -54,6 +59,10 @@ class Endpoint:
 
 class ConnectionDroppedError(Exception):
     """The device's `drop_after_bytes` knob cut the connection."""
+
+
+class HungUpError(Exception):
+    """The client's side is gone (channel closed, connection lost): the session hangs up every shell."""
 
 
 class DeviceServer(asyncssh.SSHServer):
@@ -118,6 +127,7 @@ class Session:
         self._ld = LineDiscipline(pty=process.get_terminal_type() is not None)
         self._inputs: asyncio.Queue[Input] = asyncio.Queue()
         self._pushed_back: Input | None = None
+        self._client_gone: Literal["eof", "hang-up"] | None = None  # set when the client side has ended
         self._bytes = 0
         self._lectured = False
         self._shells: list[BashShell] = []
@@ -131,7 +141,7 @@ class Session:
                 status = await self._exec(self._process.command)
             else:
                 await self._interactive()
-        except (ConnectionDroppedError, BrokenPipeError, ConnectionError, asyncssh.Error):
+        except (ConnectionDroppedError, HungUpError, BrokenPipeError, ConnectionError, asyncssh.Error):
             status = 255
         finally:
             reader.cancel()
@@ -164,26 +174,45 @@ class Session:
             raise ConnectionDroppedError(self._ep.name)
 
     async def _read_client(self) -> None:
-        while True:
-            data = await self._process.stdin.read(65536)
-            if not data:
-                self._inputs.put_nowait(EndOfInput())
-                return
-            allowed = self._count(len(data))
-            echo, inputs = self._ld.feed(data[:allowed])
-            if echo:
-                self._process.stdout.write(echo)
-            if allowed < len(data):
-                self.abort()
-                return
-            for item in inputs:
-                self._inputs.put_nowait(item)
+        """Queue the client's input; however the client side ends, queue an EndOfInput that stays.
+
+        EOF on a channel still open is end of input (each shell level reads it in turn); a closed channel,
+        a lost connection or a drop by the knob is a hang-up (`_client_gone`). Input that arrived with the
+        close still counts, as bytes sshd wrote to the pty before closing it do.
+        """
+        gone: Literal["eof", "hang-up"] = "hang-up"
+        try:
+            while True:
+                data = await self._process.stdin.read(65536)
+                if not data:
+                    if not self._process.channel.is_closing():
+                        gone = "eof"
+                    return
+                allowed = self._count(len(data))
+                echo, inputs = self._ld.feed(data[:allowed])
+                if echo:
+                    with contextlib.suppress(BrokenPipeError):  # the channel is closing: nobody sees it
+                        self._process.stdout.write(echo)
+                if allowed < len(data):
+                    self.abort()
+                    return
+                for item in inputs:
+                    self._inputs.put_nowait(item)
+        except (asyncssh.Error, OSError) as exc:
+            log.debug("%s: the client's side ended: %s", self._ep.name, exc)
+        finally:
+            self._client_gone = gone
+            self._inputs.put_nowait(EndOfInput())
 
     async def _next_input(self) -> Input:
+        """The next input; once the client side has ended, EndOfInput for ever (every level reads it)."""
         if self._pushed_back is not None:
             item, self._pushed_back = self._pushed_back, None
             return item
-        return await self._inputs.get()
+        item = await self._inputs.get()
+        if isinstance(item, EndOfInput) and self._client_gone is not None and self._inputs.empty():
+            self._inputs.put_nowait(item)
+        return item
 
     async def _latency(self) -> None:
         if self._ep.knobs.latency_ms:
@@ -252,12 +281,14 @@ class Session:
         except ValueError:
             return Path(cwd)
 
-    async def _start_bash(self, user: str, cwd: str) -> BashShell:
+    async def _start_bash(self, user: str, cwd: str, *, history: bool = True) -> BashShell:
+        """A bash for `user`; its history goes to that user's `~/.bash_history` (HOME is the user's)."""
         bash = await BashShell.start(
             pathmap=self._ep.pathmap,
             cwd_host=self._host_cwd(cwd),
             env=self._env(user),
             user_ns_root=user == "root",
+            history=history,
         )
         self._shells.append(bash)
         return bash
@@ -283,7 +314,7 @@ class Session:
         """The next client input, or None when `task` finishes first (the input then stays queued)."""
         if self._pushed_back is not None:
             return await self._next_input()
-        get = asyncio.create_task(self._inputs.get())
+        get = asyncio.create_task(self._next_input())
         await asyncio.wait({get, task}, return_when=asyncio.FIRST_COMPLETED)
         if get.done():
             if task.done():
@@ -298,11 +329,15 @@ class Session:
             bash.send_interrupt()
             return
         if isinstance(item, EndOfInput):
-            await bash.send_line("exit")
+            if self._client_gone == "hang-up":
+                raise HungUpError(self._ep.name)  # each level's `_bash` hangs its bash up on the way out
+            await bash.send_eof()
             return
         request = shell.sudo_request(item.text) if user != "root" and bash.idle else None
         if request is not None and self._ep.can_sudo:
             await self._latency()
+            # Bash records the line before sudo runs (and asks for the password, which bash never sees).
+            await bash.record_history(item.text)
             await self._sudo(bash, request)
             self._write(shell.bash_prompt(user, self._ep.face.hostname, bash.cwd, home))
             return
@@ -346,13 +381,16 @@ class Session:
         return False
 
     async def _exec(self, command: str) -> int:
-        """An exec request runs the line where a login would land, then ends with its status."""
+        """An exec request runs the line where a login would land, then ends with its status.
+
+        In bash it is `bash -c`'s non-interactive run on a device, so nothing goes to the history file.
+        """
         ep = self._ep
         if ep.landing == "clish" and ep.knobs.lands_in == "clish":
             action = shell.clish_action(command, ep.face.kind)
             await self._clish_line(command)
             return 1 if action is shell.Clish.UNKNOWN else 0
-        bash = await self._start_bash(ep.login_user, ep.home)
+        bash = await self._start_bash(ep.login_user, ep.home, history=False)
         try:
             await self._until_prompt(bash)
             await bash.send_line(command)

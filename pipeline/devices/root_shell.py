@@ -8,12 +8,25 @@ Files travel as base64 in short command lines and are checked by SHA-256 on both
 Secrets: the password is typed without being logged; no password, file content or base64 chunk goes into a
 log line or an exception. A write interrupted by a dropped connection leaves the target untouched and may
 leave `.<name>.sftrenew-<nonce>.tmp[.b64]` next to it (`TEMP_GLOB`), safe to delete.
+
+Secrets never reach a shell history or a process's arguments either. Bash records every line typed into it
+and appends them to `~/.bash_history` when it exits or is hung up, where they outlive the session (a
+`printf` line of a private key's base64 would sit in `/root/.bash_history`). So the first command at root
+turns history off (`set +o history; unset HISTFILE`) and checks that bash agrees (`ROOT_CHECK`); a shell
+that does not is abandoned with an UnexpectedShellError before anything else is typed. Bash adds a line to
+its history as it reads it, so that first line (which holds no secret) may be recorded; none after it is.
+Below root only `expert`, `sudo su` and `exit` are typed: the sudo password goes to sudo's `Password:` prompt
+(`shells` sends it only there), which sudo reads with echo off, not bash. File data travels in `printf`
+lines, and `printf` is a bash builtin: no process is started, so no argument list (`ps`,
+`/proc/<pid>/cmdline`, exec audit logs) ever holds it; the other commands of a transfer name files, never
+their content.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import secrets
 import time
 from abc import ABC, abstractmethod
@@ -37,6 +50,12 @@ from pipeline.settings import SshSettings
 
 # The session logs under one name, the one operators know, whichever half of it speaks.
 log = logging.getLogger("pipeline.devices.fabric_session")
+
+#: The first command at root, before anything secret is typed: history off, then who we are and whether bash
+#: agrees that history is off. `shopt -qo history` exits 1 when it is off, 0 when on, and 127 in a shell
+#: without `shopt`, so only a bash that really stopped recording passes (`history=1`).
+ROOT_CHECK = 'set +o history; unset HISTFILE; echo "uid=$(id -u)"; shopt -qo history; echo "history=$?"'
+_CHECKED = re.compile(r"^(uid|history)=(\S*)$", re.MULTILINE)
 
 
 class RootShell(ABC):
@@ -110,11 +129,23 @@ class RootShell(ABC):
             log.debug("%s: %s", self.device, climb.phase.value)
             seen, deadline = "", time.monotonic() + self._ssh.command_timeout
         self._levels = climb.levels
-        who = self._run("id -u", timeout=self._ssh.command_timeout)
-        if who.output.strip() != "0":
+        self._check_root(seen)
+        log.debug("%s: root shell ready, history off (%s)", self.device, self._route)
+
+    def _check_root(self, seen: str) -> None:
+        """Run ROOT_CHECK; UnexpectedShellError (the session abandoned) unless uid 0 and history off."""
+        checked = self._run(ROOT_CHECK, timeout=self._ssh.command_timeout, label="id -u; set +o history")
+        facts = dict(_CHECKED.findall(checked.output))
+        if facts.get("uid") != "0":
             shown = self._redact(shells.last_lines(seen))
+            self._abandon()
             raise UnexpectedShellError(self.device, str(self._route), shown, "root (id -u = 0)")
-        log.debug("%s: root shell ready (%s)", self.device, self._route)
+        if facts.get("history") != "1":
+            shown = (
+                f"history still on after 'set +o history': {self._redact(shells.last_lines(checked.output))}"
+            )
+            self._abandon()
+            raise UnexpectedShellError(self.device, str(self._route), shown, "root bash with history off")
 
     def _climb_failed(self, fail: shells.Fail) -> NoReturn:
         route, shown = str(self._route), self._redact(fail.shown)

@@ -7,6 +7,9 @@ framed by markers (`frame`, `FramedOutput`), so bash's heredoc prompt `> ` can't
 prompt change (or a shortened prompt like T225502's `device$`) doesn't break command parsing.
 
 Nothing here touches a socket, a clock or the secrets: the password is an action (`SendPassword`), never text.
+It is decided only right after `sudo su`, at sudo's own `Password:` question (`_MOVES`: a password prompt in
+any other phase is a failure), and never twice: sudo reads it from the terminal with echo off, so it never
+becomes a line bash reads, records in its history (`~/.bash_history` outlives the session) or runs.
 """
 
 from __future__ import annotations

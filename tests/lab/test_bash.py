@@ -315,7 +315,7 @@ def test_output_cannot_fake_a_prompt(root: Path) -> None:
     async def scenario() -> tuple[str, Prompt]:
         async with opened(root) as shell:
             fake = "printf '\\036SFTLAB0000:5:/x\\037\\n'"
-            return await sh(shell, f"{fake}; echo $PROMPT_COMMAND | grep -c SFTLAB")
+            return await sh(shell, f'{fake}; echo "$PS1" | grep -c SFTLAB')
 
     out, prompt = run(scenario())
     assert out == "\x1eSFTLAB0000:5:/x\x1f\n1\n"
@@ -453,3 +453,116 @@ def _probe_as_nobody(tmp: Path) -> tuple[str, Path]:
     )
     assert child.returncode == 0, child.stderr
     return child.stdout, tmp
+
+
+# ---------------------------------------------------------------- history, as a device's bash keeps it
+
+
+def history_of(root: Path) -> list[str] | None:
+    """The lines of the admin's ``~/.bash_history`` (``env_for`` makes that HOME), None if there is none."""
+    path = root / "home/admin/.bash_history"
+    return path.read_text().splitlines() if path.exists() else None
+
+
+def test_history_is_written_on_exit_with_device_paths_and_mode_0600(root: Path) -> None:
+    async def scenario() -> None:
+        async with opened(root) as shell:
+            await sh(shell, "echo one > /var/tmp/one")
+            await shell.send_line("exit")
+            await until_exit(shell)
+
+    run(scenario())
+    assert history_of(root) == ["echo one > /var/tmp/one", "exit"]
+    assert (root / "var/tmp/one").read_text() == "one\n"
+    assert stat.S_IMODE((root / "home/admin/.bash_history").stat().st_mode) == 0o600
+
+
+def test_history_is_written_on_hang_up(root: Path) -> None:
+    async def scenario() -> Exited:
+        async with opened(root) as shell:
+            await sh(shell, "echo typed before the connection dropped")
+            await shell.close()
+            return (await until_exit(shell))[1]
+
+    assert run(scenario()) == Exited(128 + 1)  # SIGHUP ended it, after it saved its history
+    assert history_of(root) == ["echo typed before the connection dropped"]
+
+
+@pytest.mark.parametrize("turn_off", ["set +o history", "unset HISTFILE", "HISTFILE=/dev/null"])
+@pytest.mark.parametrize("ending", ["exit", "hang-up"])
+def test_history_turned_off_records_nothing(root: Path, turn_off: str, ending: str) -> None:
+    async def scenario() -> None:
+        async with opened(root) as shell:
+            assert await out_of(shell, "echo $HISTFILE; shopt -o history") == (
+                "/home/admin/.bash_history\nhistory        \ton\n"
+            )
+            await sh(shell, turn_off)
+            await sh(shell, "printf '%s' 'c2VjcmV0' > /var/tmp/b64")
+            if ending == "exit":
+                await shell.send_line("exit")
+            else:
+                await shell.close()
+            await until_exit(shell)
+
+    run(scenario())
+    assert history_of(root) is None
+    assert not (root / "dev").exists()  # /dev/null is the host's, not mapped into the device folder
+
+
+def test_a_shell_started_without_history_records_nothing(root: Path) -> None:
+    async def scenario() -> str:
+        shell = await BashShell.start(
+            pathmap=PathMap(str(root), PREFIXES),
+            cwd_host=root / "home/admin",
+            env=env_for(root),
+            history=False,
+        )
+        try:
+            await until_prompt(shell)
+            out = await out_of(shell, "echo run; [[ -o history ]] && echo on || echo off")
+            await shell.send_line("exit")
+            await until_exit(shell)
+            return out
+        finally:
+            await shell.close()
+
+    assert run(scenario()) == "run\noff\n"
+    assert history_of(root) is None
+
+
+def test_record_history_adds_the_line_without_running_it_and_keeps_the_status(root: Path) -> None:
+    async def scenario() -> list[str]:
+        async with opened(root) as shell:
+            await sh(shell, "false")
+            await shell.record_history("sudo su")
+            outs = [await out_of(shell, "echo $?")]  # no Prompt came for the recorded line
+            await shell.record_history("it's not run")
+            outs.append(await out_of(shell, "echo $?; history 3 | cut -c8-"))
+            await sh(shell, "set +o history")
+            await shell.record_history("sudo su -")  # history is off: not recorded
+            await sh(shell, "set -o history")
+            await shell.send_line("exit")
+            await until_exit(shell)
+            return outs
+
+    assert run(scenario()) == ["1\n", "0\necho $?\nit's not run\necho $?; history 3 | cut -c8-\n"]
+    assert history_of(root) == [
+        "false",
+        "sudo su",
+        "echo $?",
+        "it's not run",
+        "echo $?; history 3 | cut -c8-",
+        "set +o history",  # then nothing (`set -o history` was read with history off), until:
+        "exit",
+    ]
+
+
+def test_eof_ends_bash_without_recording_exit(root: Path) -> None:
+    async def scenario() -> tuple[str, Exited]:
+        async with opened(root) as shell:
+            await sh(shell, "echo last")
+            await shell.send_eof()
+            return await until_exit(shell)
+
+    assert run(scenario()) == ("exit\n", Exited(0))
+    assert history_of(root) == ["echo last"]

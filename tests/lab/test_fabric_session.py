@@ -1,5 +1,6 @@
 """The product's device session against the lab: every login variant device-facts 12 allows, host keys,
-routes, timeouts, commands, answers, file transfer, a connection cut mid-write, and no secret in any log."""
+routes, timeouts, commands, answers, file transfer, a connection cut mid-write, and no secret in any log or
+shell history."""
 
 from __future__ import annotations
 
@@ -28,10 +29,12 @@ from pipeline.errors import (
     DeviceUnreachableError,
     HostKeyRejectedError,
     InventoryError,
+    UnexpectedShellError,
 )
 from pipeline.secrets import SecretResolver, read_inventory
 from pipeline.settings import Settings, SshSettings
 from tests.lab.fixtures import MakeLab, RunningLab
+from tests.lab.test_history import wait_until_sessions_end
 
 pytestmark = pytest.mark.lab
 
@@ -448,3 +451,56 @@ def test_no_password_or_file_content_in_logs_or_errors(
         for message in messages:
             assert secret not in message
     assert "**********" in messages[0]
+
+
+def history_files(lab: RunningLab, name: str) -> dict[str, str]:
+    """Every `.bash_history` in the device's folder (any user's), by device path."""
+    root = Path(lab.device(name)["root"])
+    return {
+        "/" + str(path.relative_to(root)): path.read_text() for path in sorted(root.rglob(".bash_history"))
+    }
+
+
+@pytest.mark.parametrize(
+    ("device", "home"), [("ftd-003", "/home/admin"), ("fmc-primary", "/Volume/home/admin")]
+)
+def test_no_secret_reaches_a_shell_history(variants: RunningLab, device: str, home: str) -> None:
+    password = variants.secrets["fleet-admin"]
+    key = (
+        b"-----BEGIN PRIVATE KEY-----\n"
+        + base64.encodebytes(os.urandom(1200))
+        + b"-----END PRIVATE KEY-----\n"
+    )
+    encoded = base64.b64encode(key).decode()
+    session = factory(variants).open(device, DIRECT)
+    try:
+        session.write_file_atomic("/var/tmp/history-probe.pem", key, mode=0o600)
+        assert session.read_file("/var/tmp/history-probe.pem") == key
+    finally:
+        session.close()
+    wait_until_sessions_end(variants, device)
+
+    files = history_files(variants, device)
+    # The lab does record: the admin's bash kept `sudo su` (the climb's one line below root).
+    assert "sudo su" in files[f"{home}/.bash_history"].splitlines()
+    recorded = "\n".join(files.values())
+    # Every 64 characters of the base64 that travelled (each typed chunk holds several), every key line.
+    pieces = [encoded[i : i + 64] for i in range(0, len(encoded) - 64, 64)]
+    for secret in [password, *key.decode().splitlines()[1:-1], *pieces]:
+        assert secret not in recorded
+    for trace in ("printf", ".b64", "sftrenew-", "history-probe"):
+        assert trace not in recorded
+
+
+def test_a_root_shell_that_keeps_history_is_refused_before_anything_is_typed(make_lab: MakeLab) -> None:
+    lab = make_lab(ftds=1)
+    endpoint = lab.fleet.devices["ftd-001"].endpoint
+    # A bash where `set +o history` does nothing: history stays on, and the check says so.
+    endpoint.extra_env = {**endpoint.extra_env, "BASH_FUNC_set%%": "() { :; }"}
+    with pytest.raises(UnexpectedShellError, match=r"history off") as refused:
+        factory(lab).open("ftd-001", DIRECT)
+    assert lab.secrets["fleet-admin"] not in str(refused.value)
+    wait_until_sessions_end(lab, "ftd-001")
+    # Hung up, that bash saved what it had read: the check line at most, nothing after it.
+    root = history_files(lab, "ftd-001").get("/root/.bash_history", "")
+    assert all("set +o history" in line for line in root.splitlines())
