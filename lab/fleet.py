@@ -92,6 +92,10 @@ class Fleet:
     addresses: dict[str, str]
     control_server: control.ControlServer | None = None
     started_utc: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: Per device: how many `pmtool restartbyid sftunnel` really restarted its sftunnel (`restarts`).
+    restart_counts: dict[str, int] = field(default_factory=dict)
+    #: Devices whose one dropped restart (`restart: drop_once`) has happened.
+    restart_dropped: set[str] = field(default_factory=set)
 
     @property
     def inventory_path(self) -> Path:
@@ -140,7 +144,27 @@ class Fleet:
         return base + "-rotated" if knobs.wrong_password else base
 
     async def restart_sftunnel(self, name: str) -> None:
+        """Restart the device's sftunnel from outside (a test's hand); not counted in `restarts`."""
         await self.hub.restart(name)
+
+    def restarts(self, name: str) -> int:
+        """How often the device's own `pmtool restartbyid sftunnel` restarted its sftunnel: a restart whose
+        connection the `drop_once` knob cut does not count, nor `restart_sftunnel`."""
+        return self.restart_counts.get(name, 0)
+
+    async def _pmtool_restart(self, name: str) -> control.Reply:
+        """`pmtool restartbyid sftunnel`. With `restart: drop_once`, the device's first one cuts every SSH
+        connection to the device before anything restarts (the pmtool process dies with its session's bash, as
+        it would with a network that fails between a push's write and its restart); later ones restart."""
+        device = self.devices[name]
+        if device.knobs.restart == "drop_once" and name not in self.restart_dropped:
+            self.restart_dropped.add(name)
+            for session in list(device.endpoint.sessions):
+                session.abort()
+            return {"stdout": "", "stderr": "Connection to the device lost\n", "code": 255}
+        await self.hub.restart(name)
+        self.restart_counts[name] = self.restart_counts.get(name, 0) + 1
+        return {"stdout": "", "stderr": "", "code": 0}
 
     async def handle_control(self, request: control.Request) -> control.Reply:
         """Serve the device tools (see `lab.tools`)."""
@@ -159,8 +183,7 @@ class Fleet:
             )
             return {"stdout": out, "stderr": err, "code": code}
         if op == "restart":
-            await self.hub.restart(name)
-            return {"stdout": "", "stderr": "", "code": 0}
+            return await self._pmtool_restart(name)
         if op == "pmtool_status":
             return {"stdout": _pmtool_status(tree), "stderr": "", "code": 0}
         if op == "ca_expiry":
@@ -245,7 +268,10 @@ async def _build(
     plan = FleetFiles(
         fmcs=tuple(
             FmcPlan(
-                _identity(name, uuids[name], addresses[name]), lab.knobs[name].ca_days_left or 0, ports[name]
+                _identity(name, uuids[name], addresses[name]),
+                lab.knobs[name].ca_days_left or 0,
+                ports[name],
+                lab.knobs[name].ca_format,
             )
             for name in FMC_NAMES
         ),

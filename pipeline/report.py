@@ -1,7 +1,10 @@
 """What `sftrenew status` shows: a renewal's record turned into a per-FMC, per-device table (pure).
 
 For each FMC: its control steps (backup, validate, regenerate, verify), then one line per device with the
-state of its last push (route, attempts, error) and its verdict from the last verify.
+state of its last push (route, attempts, error) and its verdict from the last verify. A push is `refused` when
+its session never opened (nothing was written); like `failed`, it is done and `sftrenew retry` takes it up. A
+push that succeeded by doing something other than write-and-restart (a restart only, finishing an attempt that
+died between its write and its restart) says so in the last column.
 """
 
 from __future__ import annotations
@@ -12,6 +15,10 @@ from dataclasses import dataclass
 from pipeline.store import Renewal, RenewalFmc, StepRun
 
 CONTROL = ("backup", "validate", "regenerate", "verify")
+#: Push states with an error to show: it failed, was refused, or failed and will be tried again.
+ERROR_STATES = ("failed", "retrying", "refused")
+#: Push states that count as done in the progress: settled, whatever the outcome.
+DONE_STATES = ("succeeded", "skipped", "failed", "refused")
 
 
 @dataclass(frozen=True)
@@ -22,6 +29,8 @@ class DeviceLine:
     attempts: int
     verdict: str
     error: str
+    #: What a successful push did when it was not a plain write and restart (the push's recorded message).
+    note: str = ""
 
 
 def _last(steps: Sequence[StepRun], step: str, device: str | None) -> StepRun | None:
@@ -36,7 +45,7 @@ def device_lines(steps: Sequence[StepRun]) -> list[DeviceLine]:
         push = _last(steps, "push", device)
         verdict = _last(steps, "verify", device)
         attempts = sum(1 for s in steps if s.step == "push" and s.device == device)
-        error = (push.error_kind or "") if push and push.state in ("failed", "retrying") else ""
+        error = (push.error_kind or "") if push and push.state in ERROR_STATES else ""
         if verdict is not None and verdict.state == "failed":
             error = error or (verdict.error_kind or "")
         lines.append(
@@ -49,6 +58,7 @@ def device_lines(steps: Sequence[StepRun]) -> list[DeviceLine]:
                 if verdict
                 else "-",
                 error=error,
+                note=(push.message or "") if push and push.state == "succeeded" else "",
             )
         )
     return lines
@@ -68,11 +78,11 @@ def render(renewal: Renewal, fmcs: Sequence[RenewalFmc], steps: Sequence[StepRun
         after = (fmc.ca_after_sha256 or "-")[:12]
         out.append("")
         out.append(f"{fmc.role} {fmc.fmc}  [{fmc.state}]  CA {before} -> {after}  {control}")
-        out.append(f"  {'device':<24} {'push':<10} {'route':<14} {'tries':>5}  {'verdict':<14} error")
+        out.append(f"  {'device':<24} {'push':<10} {'route':<14} {'tries':>5}  {'verdict':<14} error or note")
         for line in device_lines(mine):
             out.append(
                 f"  {line.device:<24} {line.push:<10} {line.route:<14} {line.attempts:>5}  "
-                f"{line.verdict:<14} {line.error}"
+                f"{line.verdict:<14} {line.error or line.note}".rstrip()
             )
     return "\n".join(out) + "\n"
 
@@ -86,7 +96,7 @@ def progress(fmcs: Sequence[RenewalFmc], steps: Sequence[StepRun]) -> tuple[int,
         done += sum(1 for name in CONTROL if (run := _last(mine, name, None)) and run.state == "succeeded")
         lines = device_lines(mine)
         total += len(lines)
-        done += sum(1 for line in lines if line.push in ("succeeded", "skipped", "failed"))
+        done += sum(1 for line in lines if line.push in DONE_STATES)
     return done, total
 
 

@@ -1,4 +1,5 @@
-"""What the tasks store and read back between steps: the backup, validate's facts, the new material, verdicts.
+"""What the tasks store and read back between steps: the backup, validate's facts, the new material, each
+push's write and restart, verdicts.
 
 A push runs in another task, maybe on another machine, long after the regeneration: it finds everything it
 needs here, in the database (keys sealed), never in a task argument. This module is the tasks' adapter to
@@ -17,6 +18,7 @@ from pipeline.inventory import FmcPair
 from pipeline.material import DeviceFile, PeerMaterial
 from pipeline.plan import FmcPlan, plan_fmc
 from pipeline.steps.backup import BackupOutcome
+from pipeline.steps.push import RestartFacts
 from pipeline.steps.regenerate import RegenOutcome
 from pipeline.steps.validate import ValidateOutcome
 from pipeline.steps.verify import Expected, Verdict, VerifyOutcome
@@ -239,6 +241,27 @@ def material_for(ctx: Context, renewal_id: str, fmc: str, device: str) -> tuple[
         uuid, ca, cert, key, CertFacts.from_pem(ca).sha256, CertFacts.from_pem(cert).sha256
     )
     return material, fmc_uuid
+
+
+def restart_facts(ctx: Context, renewal_id: str, fmc: str, device: str) -> RestartFacts:
+    """What the record says this renewal did to the device's files for `fmc`: the push decides from it."""
+    with ctx.db() as db:
+        row = store.push_restart(session=db, renewal_id=renewal_id, fmc=fmc, device=device)
+    if row is None:
+        return RestartFacts()
+    return RestartFacts(row.write_started_at_utc, row.restarted_at_utc)
+
+
+def write_started(ctx: Context, renewal_id: str, fmc: str, device: str) -> None:
+    """The push is about to change the device's files: recorded (committed) before the first one changes."""
+    with ctx.db() as db:
+        store.record_write_started(session=db, renewal_id=renewal_id, fmc=fmc, device=device, now=ctx.now())
+
+
+def restarted(ctx: Context, renewal_id: str, fmc: str, device: str) -> None:
+    """sftunnel restarted on the device after this renewal's write: a later attempt has nothing left to do."""
+    with ctx.db() as db:
+        store.record_restarted(session=db, renewal_id=renewal_id, fmc=fmc, device=device, now=ctx.now())
 
 
 def save_verdicts(ctx: Context, renewal_id: str, fmc: str, outcome: VerifyOutcome) -> None:

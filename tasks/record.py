@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from pipeline import store
 from pipeline.errors import SftrenewError
+from pipeline.steps.push import PushRefusedError
 from pipeline.store import StepName, StepState
 from tasks.context import Context
 
@@ -44,7 +45,8 @@ def recording(  # noqa: PLR0913 - keyword-only: the columns of a step run the ca
 ) -> Iterator[StepRecord]:
     """Record the step as started; on leaving, as succeeded unless the body already finished it, or as failed
     (retrying, for a retryable error when the task will be retried) with the error's kind and redacted
-    message."""
+    message. A push refused before any write (`PushRefusedError`: its session never opened) is recorded as
+    refused, or retrying when another route will be tried, with the kind of the error that refused it."""
     with ctx.db() as db:
         run = store.step_started(
             session=db,
@@ -60,8 +62,12 @@ def recording(  # noqa: PLR0913 - keyword-only: the columns of a step run the ca
     record = StepRecord(run.id or 0, route)
     try:
         yield record
+    except PushRefusedError as exc:
+        state: StepState = "retrying" if exc.cause_retryable and may_retry else "refused"
+        finish(ctx, record, state, error_kind=exc.cause_kind, message=redact(str(exc)))
+        raise
     except SftrenewError as exc:
-        state: StepState = "retrying" if exc.retryable and may_retry else "failed"
+        state = "retrying" if exc.retryable and may_retry else "failed"
         finish(ctx, record, state, error_kind=type(exc).__name__, message=redact(str(exc)))
         raise
     except Exception as exc:

@@ -21,7 +21,7 @@ from pipeline.devices.session import DeviceSession
 from pipeline.errors import SftrenewError
 from pipeline.inventory import FmcPair
 from pipeline.steps.backup import backup
-from pipeline.steps.push import PushAction, next_route, push_once
+from pipeline.steps.push import PushAction, can_retry, next_route, push_once
 from pipeline.steps.regenerate import regenerate
 from pipeline.steps.validate import peers_of, validate
 from pipeline.steps.verify import PollPolicy, Verdict, verify
@@ -168,7 +168,12 @@ def regenerate_task(self: Task, renewal_id: str, fmc: str) -> Result:
 def push_task(
     self: Task, renewal_id: str, fmc: str, device: str, round_: int, who: str | None = None
 ) -> Result:
-    """One attempt by the route `next_route` gives for this attempt number; Celery retries the rest."""
+    """One attempt by the route `next_route` gives for this attempt number; Celery retries the rest.
+
+    The push decides from the device's files and the recorded write and restart (`artifacts.restart_facts`),
+    and records its intent to write and its restart as they happen, so an attempt that died between the two
+    is finished by the next one with a restart. A push refused before any write fails in Flower with
+    "refused before any write: ..." and is recorded as refused."""
     ctx = context()
     if artifacts.settled(ctx, renewal_id, fmc, round_, device):
         return {"renewal": renewal_id, "fmc": fmc, "device": device, "state": "already settled"}
@@ -178,6 +183,7 @@ def push_task(
     direct = ctx.settings.push_direct_attempts
     routes = factory.routes_for(device)
     route = next_route(routes, attempt, direct_attempts=direct)
+    more = next_route(routes, attempt + 1, direct_attempts=direct) is not None
     try:
         with recording(
             ctx,
@@ -189,7 +195,7 @@ def push_task(
             route=str(route) if route else None,
             who=who,
             redact=resolver.redact,
-            may_retry=next_route(routes, attempt + 1, direct_attempts=direct) is not None,
+            may_retry=more,
         ) as record:
             # Inside the record, so that a device with no material or no route is recorded as failed,
             # counted in, and offered to `sftrenew retry` like any other failure.
@@ -203,11 +209,14 @@ def push_task(
                 fmc_uuid=fmc_uuid,
                 material=material,
                 backup_stamp_utc=artifacts.requested_at(ctx, renewal_id),
+                recorded=artifacts.restart_facts(ctx, renewal_id, fmc, device),
+                on_write_started=lambda: artifacts.write_started(ctx, renewal_id, fmc, device),
+                on_restarted=lambda: artifacts.restarted(ctx, renewal_id, fmc, device),
             )
-            if outcome.action is PushAction.SKIP:
-                finish(ctx, record, "skipped", message="already holds the new CA and certificate")
+            skipped = outcome.action is PushAction.SKIP
+            finish(ctx, record, "skipped" if skipped else "succeeded", message=outcome.message)
     except SftrenewError as exc:
-        if exc.retryable and next_route(routes, attempt + 1, direct_attempts=direct) is not None:
+        if can_retry(exc) and more:
             c = ctx.settings.celery
             raise self.retry(
                 exc=exc,
@@ -215,9 +224,7 @@ def push_task(
             ) from exc
         _settle(ctx, renewal_id, fmc, round_, device, "failed")
         raise
-    _settle(
-        ctx, renewal_id, fmc, round_, device, "skipped" if outcome.action is PushAction.SKIP else "succeeded"
-    )
+    _settle(ctx, renewal_id, fmc, round_, device, "skipped" if skipped else "succeeded")
     return {
         "renewal": renewal_id,
         "fmc": fmc,

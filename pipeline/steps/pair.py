@@ -16,7 +16,7 @@ from pipeline.inventory import Fmc, FmcPair, Ftd
 from pipeline.plan import FmcPlan, plan_fmc
 from pipeline.settings import Settings
 from pipeline.steps.backup import BackupOutcome, backup
-from pipeline.steps.push import PushAction, PushOutcome, RetryPolicy, push_with_routes
+from pipeline.steps.push import FactsInMemory, PushAction, PushOutcome, RetryPolicy, push_with_routes
 from pipeline.steps.regenerate import RegenOutcome, regenerate
 from pipeline.steps.validate import ValidateOutcome, peers_of, validate
 from pipeline.steps.verify import Expected, PollPolicy, VerifyOutcome, verify
@@ -101,6 +101,8 @@ def _push(
             material=regen.peer(uuid),
             backup_stamp_utc=stamp,
             policy=RetryPolicy(direct_attempts=settings.push_direct_attempts),
+            # No database here: the write and the restart are remembered for this run, across its attempts.
+            facts=FactsInMemory(),
         )
     report("push", outcome)
     return outcome

@@ -1,10 +1,23 @@
-"""Step 4, push: one peer (an FTD, or the other FMC as HA peer) gets its three new files.
+"""Step 4, push: one peer (an FTD, or the other FMC as HA peer) gets its three new files; sftunnel restarts.
 
-Decide first: a peer that already holds the new CA and its new certificate (generate_certs.pl pushed them over
-a live tunnel, or an earlier attempt did) is skipped. Otherwise, on the device: keep a timestamped copy of the
-three files, write each new one atomically (temp file in the same folder, SHA-256 checked on the device, mode
-644 root:root, rename), then `pmtool restartbyid sftunnel` so the tunnel re-handshakes with them. A push that
-fails half-way leaves every file either old or new, and running it again finishes the job.
+Decide first (`decide_push`, pure), from what the peer holds and what the record says this renewal did to it:
+- files not new: keep a timestamped copy of the three files on the device, write each new one atomically (temp
+  file in the same folder, SHA-256 checked on the device, mode 644 root:root, rename), read them back, then
+  `pmtool restartbyid sftunnel` so the tunnel re-handshakes with them;
+- files new and never written by this renewal: generate_certs.pl pushed them over a live tunnel, which picks
+  them up at its next reconnect, as on the device: skip;
+- files new, written by this renewal, and restarted after that write: an earlier attempt finished: skip;
+- files new, written by this renewal, and no restart recorded after it: the connection (or the worker) died
+  between the write and the restart: restart only. Without this, the device would keep its old sftunnel
+  process, and its old certificates in memory, until someone restarts it by hand.
+
+The write and the restart are facts the caller records (`RestartFacts`): the step says when, through two
+callbacks, and the caller keeps them where it keeps things (the Celery task in the database, the in-process
+runner in memory). The intent to write is reported before the first file changes, so a crash between the write
+and the record cannot hide a write; the restart right after `pmtool` returned 0.
+
+A push whose session never opened (host key, authentication, sudo, unreachable) wrote nothing: it raises
+`PushRefusedError`, and its outcome is `PushAction.REFUSED`, so the record can say so.
 
 Routes: `next_route` is the pure rule (direct for the first attempts, then the jump server);
 `push_with_routes` is the in-process loop the step runner uses; Celery tasks call `push_once` per attempt and
@@ -17,21 +30,28 @@ import enum
 import shlex
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 from pipeline.certs import CertFacts, KeyFacts
 from pipeline.devicepaths import PEER_CA, PEER_CERT, PEER_KEY, PUSHED_FILES, peer_dir
 from pipeline.devices.factory import SessionFactory
 from pipeline.devices.files import read_files
 from pipeline.devices.session import TEMP_GLOB, DeviceSession, Route
-from pipeline.errors import DeviceError, DeviceUnreachableError
+from pipeline.errors import DeviceError, DeviceUnreachableError, SftrenewError
 from pipeline.material import PeerMaterial
+
+RESTART_COMMAND = "pmtool restartbyid sftunnel"
 
 
 class PushAction(enum.Enum):
+    """What a push does to one peer. `decide_push` answers SKIP, WRITE or RESTART; REFUSED is only an
+    outcome (the session never opened, nothing was written)."""
+
     SKIP = "skip"
     WRITE = "write"
+    RESTART = "restart"
+    REFUSED = "refused"
 
 
 @dataclass(frozen=True)
@@ -43,14 +63,33 @@ class HeldFiles:
     key_matches_cert: bool
 
 
-def decide_push(held: HeldFiles, wanted: PeerMaterial) -> PushAction:
-    if (
+@dataclass(frozen=True)
+class RestartFacts:
+    """What this renewal recorded about one peer's files for one FMC, over all its attempts and rounds.
+
+    `write_started_at_utc`: when a write of the three files began (recorded before the first file changed).
+    `restarted_at_utc`: when sftunnel was restarted after the latest write (None until then: recording a new
+    write clears it, so no clock of another worker is ever compared with this one's)."""
+
+    write_started_at_utc: datetime | None = None
+    restarted_at_utc: datetime | None = None
+
+    @property
+    def restart_owed(self) -> bool:
+        """This renewal began writing the files and no restart followed."""
+        return self.write_started_at_utc is not None and self.restarted_at_utc is None
+
+
+def decide_push(held: HeldFiles, wanted: PeerMaterial, recorded: RestartFacts) -> PushAction:
+    """SKIP, WRITE or RESTART (see the module docstring for why each)."""
+    new = (
         held.ca_sha256 == wanted.ca_sha256
         and held.cert_sha256 == wanted.cert_sha256
         and held.key_matches_cert
-    ):
-        return PushAction.SKIP
-    return PushAction.WRITE
+    )
+    if not new:
+        return PushAction.WRITE
+    return PushAction.RESTART if recorded.restart_owed else PushAction.SKIP
 
 
 def next_route(routes: Sequence[Route], attempt: int, *, direct_attempts: int) -> Route | None:
@@ -64,6 +103,44 @@ def next_route(routes: Sequence[Route], attempt: int, *, direct_attempts: int) -
     return routes[later] if later < len(routes) else None
 
 
+class PushRefusedError(DeviceError):
+    """The attempt's session never opened (host key, authentication, sudo, unreachable): nothing on the device
+    was touched. Carries what the session said (`cause_kind`, the error's class name, is what the record keeps
+    as the error kind) and whether a retry can help (`cause_retryable`; the class itself is not retryable, so
+    callers ask `can_retry`).
+
+    Its message starts with "refused before any write:", and so does its repr, which is what Flower shows of a
+    failed task: an operator sees at a glance that the device was left as it was. The arguments are plain
+    strings and a bool, so Celery rebuilds it as `type(exc)(*exc.args)`."""
+
+    def __init__(
+        self, device: str, route: str, cause_kind: str, cause: str, cause_retryable: bool = False
+    ) -> None:
+        self.cause_kind = cause_kind
+        self.cause = cause
+        self.cause_retryable = cause_retryable
+        super().__init__(device, route, cause_kind, cause, cause_retryable)
+
+    @classmethod
+    def of(cls, exc: DeviceError) -> PushRefusedError:
+        """From the error `SessionFactory.open` raised (its text is redacted, like every DeviceError's)."""
+        return cls(exc.device, exc.route, type(exc).__name__, exc.describe(), exc.retryable)
+
+    def describe(self) -> str:
+        return f"refused before any write: {self.cause}"
+
+    def __str__(self) -> str:
+        return f"refused before any write: {self.device} (route {self.route}): {self.cause}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+def can_retry(exc: SftrenewError) -> bool:
+    """Whether another attempt may succeed: a refusal is as retryable as what refused it."""
+    return exc.cause_retryable if isinstance(exc, PushRefusedError) else exc.retryable
+
+
 @dataclass(frozen=True)
 class PushOutcome:
     device: str
@@ -72,8 +149,15 @@ class PushOutcome:
     attempts: int
     ok: bool
     error_kind: str | None = None
+    #: What the operator reads in the record: the error, or what a successful push did when it is not plain.
     message: str | None = None
     backup_suffix: str | None = None
+
+
+#: The record's message for each way a push can succeed (None: a plain write and restart says nothing more).
+SKIPPED_LIVE = "already holds the new CA and certificate (pushed by generate_certs.pl over its tunnel)"
+SKIPPED_DONE = "already holds the new files, written and restarted by an earlier attempt"
+RESTARTED_ONLY = "files already new (written by an earlier attempt); sftunnel restarted"
 
 
 def read_held(session: DeviceSession, fmc_uuid: str) -> HeldFiles:
@@ -101,19 +185,36 @@ def _facts(pem: bytes | None) -> CertFacts | None:
 
 
 def push_files(
-    session: DeviceSession, *, fmc_uuid: str, material: PeerMaterial, backup_stamp_utc: datetime
+    session: DeviceSession,
+    *,
+    fmc_uuid: str,
+    material: PeerMaterial,
+    backup_stamp_utc: datetime,
+    recorded: RestartFacts,
+    on_write_started: Callable[[], None],
+    on_restarted: Callable[[], None],
 ) -> PushOutcome:
     """Push over an open root session; raises DeviceError on failure (the files stay old or new).
+
+    `recorded` is what the caller's record says this renewal did to the peer; `on_write_started` is called
+    before anything on the device changes and must have recorded the intent when it returns (raise to stop the
+    push), `on_restarted` right after the restart succeeded.
 
     `backup_stamp_utc` names the copies kept on the device (`<file>.sftrenew-<stamp>.bak`). Callers pass
     one stamp per renewal, and an existing copy is never overwritten, so the copies hold the files as they
     were before the renewal's first attempt, whatever later attempts did."""
-    action = decide_push(read_held(session, fmc_uuid), material)
+    action = decide_push(read_held(session, fmc_uuid), material, recorded)
     if action is PushAction.SKIP:
-        return PushOutcome(session.device, action, session.route, 1, ok=True)
+        message = SKIPPED_DONE if recorded.write_started_at_utc is not None else SKIPPED_LIVE
+        return PushOutcome(session.device, action, session.route, 1, ok=True, message=message)
+    if action is PushAction.RESTART:
+        session.run(RESTART_COMMAND)
+        on_restarted()
+        return PushOutcome(session.device, action, session.route, 1, ok=True, message=RESTARTED_ONLY)
     folder = peer_dir(fmc_uuid)
     suffix = f".sftrenew-{backup_stamp_utc:%Y%m%dT%H%M%SZ}.bak"
     names = " ".join(shlex.quote(n) for n in PUSHED_FILES)
+    on_write_started()
     # Temp files an interrupted write left behind (TEMP_GLOB) go first; then a copy of what is there now.
     session.run(f"cd {shlex.quote(folder)} && rm -f {TEMP_GLOB}")
     session.run(
@@ -122,15 +223,16 @@ def push_files(
     )
     for name, data in material.files().items():
         session.write_file_atomic(f"{folder}/{name}", data, mode=0o644, owner="root:root")
-    if decide_push(read_held(session, fmc_uuid), material) is not PushAction.SKIP:
+    if decide_push(read_held(session, fmc_uuid), material, RestartFacts()) is not PushAction.SKIP:
         raise DeviceUnreachableError(
             session.device, str(session.route), "files read back differ after the write"
         )
-    session.run("pmtool restartbyid sftunnel")
+    session.run(RESTART_COMMAND)
+    on_restarted()
     return PushOutcome(session.device, action, session.route, 1, ok=True, backup_suffix=suffix)
 
 
-def push_once(
+def push_once(  # noqa: PLR0913 - keyword-only, passed on to push_files
     factory: SessionFactory,
     device: str,
     route: Route,
@@ -138,13 +240,42 @@ def push_once(
     fmc_uuid: str,
     material: PeerMaterial,
     backup_stamp_utc: datetime,
+    recorded: RestartFacts,
+    on_write_started: Callable[[], None],
+    on_restarted: Callable[[], None],
 ) -> PushOutcome:
-    """One attempt by one route: open, push, close."""
-    session = factory.open(device, route)
+    """One attempt by one route: open, push, close. A session that does not open is a PushRefusedError."""
     try:
-        return push_files(session, fmc_uuid=fmc_uuid, material=material, backup_stamp_utc=backup_stamp_utc)
+        session = factory.open(device, route)
+    except DeviceError as exc:
+        raise PushRefusedError.of(exc) from exc
+    try:
+        return push_files(
+            session,
+            fmc_uuid=fmc_uuid,
+            material=material,
+            backup_stamp_utc=backup_stamp_utc,
+            recorded=recorded,
+            on_write_started=on_write_started,
+            on_restarted=on_restarted,
+        )
     finally:
         session.close()
+
+
+@dataclass
+class FactsInMemory:
+    """The facts of one peer's push kept for one run, where there is no database (the in-process runner):
+    enough for an attempt that lost its connection between the write and the restart to be finished by the
+    next one."""
+
+    facts: RestartFacts = field(default_factory=RestartFacts)
+
+    def write_started(self) -> None:
+        self.facts = RestartFacts(write_started_at_utc=datetime.now(UTC))
+
+    def restarted(self) -> None:
+        self.facts = replace(self.facts, restarted_at_utc=datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -164,8 +295,11 @@ def push_with_routes(
     material: PeerMaterial,
     backup_stamp_utc: datetime,
     policy: RetryPolicy = RetryPolicy(),
+    facts: FactsInMemory | None = None,
 ) -> PushOutcome:
-    """Direct first, then the jump server, retrying only what a retry can fix; never raises DeviceError."""
+    """Direct first, then the jump server, retrying only what a retry can fix; never raises DeviceError.
+    `facts` carries what earlier attempts did across attempts (a fresh record when None)."""
+    facts = facts if facts is not None else FactsInMemory()
     routes = factory.routes_for(device)
     attempt = 0
     last: DeviceError | None = None
@@ -180,16 +314,27 @@ def push_with_routes(
                 fmc_uuid=fmc_uuid,
                 material=material,
                 backup_stamp_utc=backup_stamp_utc,
+                recorded=facts.facts,
+                on_write_started=facts.write_started,
+                on_restarted=facts.restarted,
             )
         except DeviceError as exc:
             last = exc
-            if not exc.retryable:
+            if not can_retry(exc):
                 break
             if next_route(routes, attempt + 1, direct_attempts=policy.direct_attempts) is not None:
                 policy.sleep(policy.backoff_s * attempt)
             continue
+        return replace(outcome, route=route, attempts=attempt)
+    if isinstance(last, PushRefusedError):
         return PushOutcome(
-            device, outcome.action, route, attempt, ok=True, backup_suffix=outcome.backup_suffix
+            device,
+            PushAction.REFUSED,
+            tried,
+            attempt,
+            ok=False,
+            error_kind=last.cause_kind,
+            message=str(last),
         )
     kind = type(last).__name__ if last is not None else "NoRouteError"
     return PushOutcome(

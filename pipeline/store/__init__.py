@@ -32,6 +32,7 @@ from pipeline.store.renewals import (
     start_renewal,
     touch,
 )
+from pipeline.store.restarts import push_restart, record_restarted, record_write_started
 from pipeline.store.rounds import (
     claim_verify,
     open_push_round,
@@ -46,6 +47,7 @@ from pipeline.store.steps import failed_pushes, step_finished, step_started, ste
 from pipeline.store.tables import (
     Artifact,
     FmcState,
+    PushRestart,
     PushSlot,
     Renewal,
     RenewalFmc,
@@ -60,6 +62,7 @@ from pipeline.store.tables import (
 __all__ = [
     "Artifact",
     "FmcState",
+    "PushRestart",
     "PushSlot",
     "Renewal",
     "RenewalFmc",
@@ -89,9 +92,12 @@ __all__ = [
     "new_artifact_key",
     "open_push_round",
     "open_session",
+    "push_restart",
     "push_round",
     "record_ca_before",
     "record_regeneration",
+    "record_restarted",
+    "record_write_started",
     "renewal",
     "renewal_fmc",
     "resume_renewal",

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 from pipeline.store.fmcs import renewal_fmc
 from pipeline.store.renewals import committed, moved
 from pipeline.store.tables import (
+    GAVE_UP_STATES,
     MESSAGE_CHARS,
     STEP_STATES,
     STEPS,
@@ -93,7 +94,8 @@ def step_finished(
     route: str | None = None,
     now: datetime,
 ) -> StepRun:
-    """How an attempt ended: succeeded, failed, skipped, or retrying (failed, and a retry is on its way).
+    """How an attempt ended: succeeded, failed, skipped, retrying (failed, and a retry is on its way), or
+    refused (a push whose session never opened, so nothing was written, and no retry is on its way).
     `route` records the route it ended on, when it was learned during the attempt."""
     if state not in STEP_STATES or state == "started":
         raise ValueError(f"a step finishes as one of {STEP_STATES[1:]}, not {state!r}")
@@ -126,8 +128,8 @@ def steps_of(*, session: Session, renewal_id: str, fmc: str | None = None) -> li
 
 
 def failed_pushes(*, session: Session, renewal_id: str, fmc: str | None = None) -> list[StepRun]:
-    """The last push attempt of every device whose last push attempt failed (a device that failed and then
-    succeeded is not here; one still retrying is not either). Ordered by FMC, then device."""
+    """The last push attempt of every device whose last push attempt failed or was refused (a device that
+    failed and then succeeded is not here; one still retrying is not either). Ordered by FMC, then device."""
     last = (
         select(StepRun.fmc, StepRun.device, func.max(StepRun.attempt).label("attempt"))
         .where(col(StepRun.renewal_id) == renewal_id, col(StepRun.step) == "push")
@@ -145,7 +147,7 @@ def failed_pushes(*, session: Session, renewal_id: str, fmc: str | None = None) 
             ),
         )
         .where(col(StepRun.renewal_id) == renewal_id, col(StepRun.step) == "push")
-        .where(col(StepRun.state) == "failed")
+        .where(col(StepRun.state).in_(GAVE_UP_STATES))
         .order_by(col(StepRun.fmc), col(StepRun.device))
     )
     if fmc is not None:

@@ -9,7 +9,8 @@ Rules the database itself keeps, so no code path can break them:
   the renewal is queued or running (a CHECK ties the two);
 - a step or artifact belongs to an FMC of its renewal (composite foreign key to `renewal_fmc`);
 - attempts of one step on one device are numbered without gaps or twins (a unique index);
-- a push slot is settled with an outcome or not at all (a CHECK ties `settled_at_utc` and `outcome`).
+- a push slot is settled with an outcome or not at all (a CHECK ties `settled_at_utc` and `outcome`);
+- a peer's push facts (the write begun, the restart after it) exist once per renewal, FMC and device.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ RenewalState = Literal["queued", "running", "succeeded", "failed", "partial"]
 FmcState = Literal["pending", "running", "succeeded", "failed", "partial"]
 Role = Literal["primary", "secondary"]
 StepName = Literal["backup", "validate", "regenerate", "push", "verify"]
-StepState = Literal["started", "succeeded", "failed", "skipped", "retrying"]
+StepState = Literal["started", "succeeded", "failed", "skipped", "retrying", "refused"]
 SlotOutcome = Literal["succeeded", "skipped", "failed"]
 
 ACTIVE_STATES: Final = ("queued", "running")
@@ -44,7 +45,10 @@ FINISHED_STATES: Final = ("succeeded", "failed", "partial")
 FMC_STATES: Final = ("pending", "running", "succeeded", "failed", "partial")
 ROLES: Final = ("primary", "secondary")
 STEPS: Final = ("backup", "validate", "regenerate", "push", "verify")
-STEP_STATES: Final = ("started", "succeeded", "failed", "skipped", "retrying")
+#: `refused`: a push whose session never opened (nothing was written) and that will not be retried.
+STEP_STATES: Final = ("started", "succeeded", "failed", "skipped", "retrying", "refused")
+#: The states of a step attempt that ended and will not be retried by Celery: `sftrenew retry` picks these.
+GAVE_UP_STATES: Final = ("failed", "refused")
 SLOT_OUTCOMES: Final = ("succeeded", "skipped", "failed")
 #: How much of a step's (already redacted) message is kept: enough for the operator's next move.
 MESSAGE_CHARS: Final = 500
@@ -241,3 +245,24 @@ class PushSlot(StoreBase, table=True):
     device: str = Field(primary_key=True, sa_type=String(100))
     settled_at_utc: datetime | None = Field(default=None, sa_type=UtcDateTime)
     outcome: str | None = Field(default=None, sa_type=String(16))
+
+
+class PushRestart(StoreBase, table=True):
+    """What one renewal did to one peer's files for one FMC, over all its push attempts and rounds: when it
+    began writing them (recorded before the first file changes) and when sftunnel restarted after that write
+    (NULL until then; a new write clears it). A later attempt that finds the files new decides from this row
+    whether to restart only (a write with no restart after it: the connection or the worker died in between)
+    or to skip (no row: generate_certs.pl pushed them; or restarted already)."""
+
+    __tablename__ = "push_restart"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["renewal_id", "fmc"], ["renewal_fmc.renewal_id", "renewal_fmc.fmc"], ondelete="CASCADE"
+        ),
+    )
+
+    renewal_id: str = Field(primary_key=True, sa_type=String(36))
+    fmc: str = Field(primary_key=True, sa_type=String(100))
+    device: str = Field(primary_key=True, sa_type=String(100))
+    write_started_at_utc: datetime = Field(sa_type=UtcDateTime)
+    restarted_at_utc: datetime | None = Field(default=None, sa_type=UtcDateTime)

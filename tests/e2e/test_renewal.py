@@ -6,6 +6,7 @@ judges by the database of record, the result backend and the lab's own files and
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def test_mixed_pair_then_retry_of_the_failed_device(make_env: MakeEnv) -> None:
         assert env.last_push(renewal_id, fmc, "ftd-003").route == "via jump-1"
         assert env.last_push(renewal_id, fmc, "ftd-003").state == "succeeded"
         failed = env.last_push(renewal_id, fmc, "ftd-004")
-        assert failed.state == "failed" and failed.error_kind == "DeviceUnreachableError"
+        assert failed.state == "refused" and failed.error_kind == "DeviceUnreachableError"
         assert failed.task_id and result_state(env, failed.task_id) == "FAILURE"
         verdicts = {s.device: s.state for s in env.steps(renewal_id) if s.step == "verify" and s.device}
         assert verdicts["ftd-004"] == "failed" and verdicts["ftd-002"] == "succeeded"
@@ -95,6 +96,28 @@ def test_mixed_pair_then_retry_of_the_failed_device(make_env: MakeEnv) -> None:
     assert last.state == "succeeded" and last.who == "alice"
     env.lab.restart_sftunnel("ftd-004")
     assert env.lab.connected("fmc-primary", "ftd-004") and env.lab.connected("fmc-secondary", "ftd-004")
+    _assert_no_secret_in_shell_history(env)
+
+
+def _assert_no_secret_in_shell_history(env: RenewalEnv) -> None:
+    """No `.bash_history` on any lab device (FMCs, FTDs, jump server; any user) holds a password or key
+    material: a key's PEM lines, or any 64 characters of a key file's base64 as the product types it."""
+    devices = env.lab.fleet.devices.values()
+    # Bash writes its history as it exits: read the files once every device's sessions have ended.
+    wait_until(lambda: not any(d.endpoint.sessions for d in devices), timeout=30, what="all sessions ended")
+    histories = {
+        path: path.read_text(errors="replace")
+        for device in env.lab.info["devices"]
+        for path in Path(device["root"]).rglob(".bash_history")
+    }
+    assert histories, "no shell history on any lab device: the check would prove nothing"
+    secrets_ = {*env.lab.secrets.values(), *_private_key_lines(env)}
+    for device in env.lab.info["devices"]:
+        for path in Path(device["root"]).rglob("*key.pem"):
+            typed = base64.b64encode(path.read_bytes()).decode()
+            secrets_ |= {typed[i : i + 64] for i in range(0, len(typed) - 63, 64)}
+    leaks = sorted(str(path) for path, text in histories.items() if any(s in text for s in secrets_))
+    assert not leaks, f"a password or key material is in {leaks}"  # names the files, never the secret
 
 
 def test_worker_killed_mid_push_finishes_with_one_regeneration(make_sqlite_env: MakeEnv) -> None:

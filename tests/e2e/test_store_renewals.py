@@ -229,7 +229,7 @@ def _push(
     )
 
 
-def test_failed_pushes_are_the_devices_whose_last_attempt_failed(engine: Engine) -> None:
+def test_failed_pushes_are_the_devices_whose_last_attempt_failed_or_was_refused(engine: Engine) -> None:
     with Session(engine) as session:
         rid = new_renewal(session).id
         history: dict[str, tuple[store.StepState, ...]] = {
@@ -237,6 +237,7 @@ def test_failed_pushes_are_the_devices_whose_last_attempt_failed(engine: Engine)
             "ftd-2": ("succeeded", "failed"),  # last one failed
             "ftd-3": ("failed",),
             "ftd-4": ("failed", "retrying"),  # a retry is on its way: not (yet) failed
+            "ftd-5": ("retrying", "refused"),  # refused before any write, no retry on its way: retry it
         }
         for device, states in history.items():
             for state in states:
@@ -246,6 +247,7 @@ def test_failed_pushes_are_the_devices_whose_last_attempt_failed(engine: Engine)
         assert [(s.fmc, s.device, s.attempt) for s in failed] == [
             ("fmc-a", "ftd-2", 2),
             ("fmc-a", "ftd-3", 1),
+            ("fmc-a", "ftd-5", 2),
             ("fmc-b", "ftd-9", 1),
         ]
         only_b = store.failed_pushes(session=session, renewal_id=rid, fmc="fmc-b")

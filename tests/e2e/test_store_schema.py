@@ -22,12 +22,12 @@ from pipeline import store
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 from pipeline.store.schema import script_directory
-from pipeline.store.tables import metadata
+from pipeline.store.tables import STEP_STATES, metadata
 from tests.e2e.conftest import T0, new_renewal
 
 pytestmark = pytest.mark.e2e
 
-TABLES = {"renewal", "renewal_fmc", "step_run", "artifact", "push_slot"}
+TABLES = {"renewal", "renewal_fmc", "step_run", "artifact", "push_slot", "push_restart"}
 
 
 def test_an_empty_database_upgrades_to_head(empty_engine: Engine) -> None:
@@ -140,6 +140,23 @@ def test_the_database_refuses_rows_that_break_its_rules(engine: Engine) -> None:
                 ),
                 {"now": T0},
             )
+
+
+def test_step_states_are_the_models_and_no_other(engine: Engine) -> None:
+    """compare_metadata does not compare CHECKs: insert each state the models name, and one more."""
+    with Session(engine) as session:
+        rid = new_renewal(session).id
+    insert = text(
+        "INSERT INTO step_run (renewal_id, fmc, device, step, attempt, state, started_at_utc) "
+        "VALUES (:rid, 'fmc-a', 'ftd-1', 'push', :attempt, :state, :now)"
+    )
+    with engine.connect() as connection:
+        for attempt, state in enumerate(STEP_STATES, start=1):
+            connection.execute(insert, {"rid": rid, "attempt": attempt, "state": state, "now": T0})
+        connection.commit()
+        with pytest.raises(IntegrityError):
+            connection.execute(insert, {"rid": rid, "attempt": 99, "state": "exploded", "now": T0})
+    assert "refused" in STEP_STATES
 
 
 @pytest.mark.parametrize(

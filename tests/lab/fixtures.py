@@ -75,6 +75,14 @@ class RunningLab:
     def connected(self, owner: str, peer: str) -> bool:
         return self.fleet.hub.is_connected(owner, peer)
 
+    def restarts(self, name: str) -> int:
+        """How often the device's own `pmtool restartbyid sftunnel` restarted its sftunnel (not counting one
+        the `restart: drop_once` knob cut off, nor `restart_sftunnel`)."""
+        return self.runner.call(self._restarts(name))
+
+    async def _restarts(self, name: str) -> int:
+        return self.fleet.restarts(name)
+
 
 @pytest.fixture(scope="session")
 def key_pool() -> KeyPool:

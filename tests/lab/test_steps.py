@@ -25,7 +25,7 @@ from pipeline.secrets import SecretResolver, read_inventory
 from pipeline.settings import Settings, SshSettings
 from pipeline.steps.backup import backup
 from pipeline.steps.pair import run_fmc, run_pair
-from pipeline.steps.push import PushAction, RetryPolicy, push_with_routes
+from pipeline.steps.push import FactsInMemory, PushAction, RetryPolicy, push_with_routes
 from pipeline.steps.regenerate import regenerate
 from pipeline.steps.validate import peers_of, validate
 from tests.lab.fixtures import MakeLab, RunningLab
@@ -219,6 +219,8 @@ def test_push_with_wrong_password_and_changed_host_key(make_lab: MakeLab) -> Non
             policy=policy,
         )
         assert not outcome.ok and outcome.error_kind == kind and outcome.attempts == 1
+        assert outcome.action is PushAction.REFUSED  # the session never opened: nothing was written
+        assert outcome.message and outcome.message.startswith("refused before any write: ")
     assert sleeps == []  # a permanent error is not retried
 
 
@@ -255,6 +257,45 @@ def test_push_survives_a_connection_dropped_mid_write(make_lab: MakeLab) -> None
     for name, data in material.files().items():
         assert lab.file("ftd-001", f"{folder}/{name}").read_bytes() == data
     assert lab.connected("fmc-primary", "ftd-001")
+
+
+def test_a_restart_lost_after_the_write_is_made_by_the_next_attempt(make_lab: MakeLab) -> None:
+    """The first `pmtool restartbyid sftunnel` cuts the connection (`restart: drop_once`): the files are new,
+    sftunnel is not restarted. The next attempt must restart it (not skip because the files are new)."""
+    lab = make_lab(ftds=1, devices={"ftd-001": {"tunnel": "down", "restart": "drop_once"}})
+    factory = factory_for(lab)
+    fmc_uuid = lab.device("fmc-primary")["uuid"]
+    session = factory.open("fmc-primary", DIRECT)
+    try:
+        saved = backup(session)
+        regen = regenerate(session, fmc_uuid=fmc_uuid, started_from_sha256=saved.ca_sha256)
+    finally:
+        session.close()
+    material = regen.peer(lab.device("ftd-001")["uuid"])
+    facts = FactsInMemory()
+    done = push_with_routes(
+        factory,
+        "ftd-001",
+        fmc_uuid=fmc_uuid,
+        material=material,
+        backup_stamp_utc=datetime.now(UTC),
+        policy=RetryPolicy(direct_attempts=2, sleep=lambda s: None),
+        facts=facts,
+    )
+    assert done.ok and done.action is PushAction.RESTART and done.attempts == 2, done
+    assert done.message == "files already new (written by an earlier attempt); sftunnel restarted"
+    assert lab.restarts("ftd-001") == 1  # the dropped one did not restart anything
+    assert not facts.facts.restart_owed
+    assert lab.connected("fmc-primary", "ftd-001")  # the restart brought the tunnel up on the new files
+    again = push_with_routes(
+        factory,
+        "ftd-001",
+        fmc_uuid=fmc_uuid,
+        material=material,
+        backup_stamp_utc=datetime.now(UTC),
+        facts=facts,
+    )
+    assert again.ok and again.action is PushAction.SKIP and lab.restarts("ftd-001") == 1
 
 
 def test_fmc_landing_in_bash_renews(make_lab: MakeLab) -> None:

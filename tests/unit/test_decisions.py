@@ -1,17 +1,33 @@
-"""The steps' pure decisions, tested exhaustively: exactly-once regeneration, push or skip, routes, plan."""
+"""The steps' pure decisions, tested exhaustively: exactly-once regeneration, push, restart or skip, routes,
+plan."""
 
 from __future__ import annotations
 
 import itertools
+import pickle
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from pipeline.devices.session import DIRECT, Route
-from pipeline.errors import StrandedDevicesError
+from pipeline.errors import (
+    AuthenticationFailedError,
+    DeviceError,
+    DeviceUnreachableError,
+    HostKeyRejectedError,
+    StrandedDevicesError,
+)
 from pipeline.material import PeerMaterial
 from pipeline.plan import PeerAction, plan_renewal
-from pipeline.steps.push import HeldFiles, PushAction, decide_push, next_route
+from pipeline.steps.push import (
+    HeldFiles,
+    PushAction,
+    PushRefusedError,
+    RestartFacts,
+    can_retry,
+    decide_push,
+    next_route,
+)
 from pipeline.steps.regenerate import CLOCK_SKEW, RegenDecision, decide_regeneration
 from pipeline.steps.validate import PeerFacts, RouteProbe, Tunnel, ValidateOutcome
 
@@ -71,20 +87,68 @@ def test_regeneration_runs_only_from_the_starting_ca() -> None:
 
 
 WANTED = PeerMaterial("u", b"ca", b"cert", b"key", ca_sha256="ca1", cert_sha256="cert1")
+NEW = HeldFiles("ca1", "cert1", key_matches_cert=True)
+NEVER_WRITTEN = RestartFacts()
+WRITTEN = RestartFacts(write_started_at_utc=NOW)
+RESTARTED = RestartFacts(write_started_at_utc=NOW, restarted_at_utc=NOW + timedelta(seconds=5))
 
 
 @pytest.mark.parametrize(
-    ("held", "action"),
+    ("held", "recorded", "action"),
     [
-        (HeldFiles("ca1", "cert1", key_matches_cert=True), PushAction.SKIP),
-        (HeldFiles("ca1", "cert1", key_matches_cert=False), PushAction.WRITE),
-        (HeldFiles("ca0", "cert1", key_matches_cert=True), PushAction.WRITE),
-        (HeldFiles("ca1", "cert0", key_matches_cert=True), PushAction.WRITE),
-        (HeldFiles(None, None, key_matches_cert=False), PushAction.WRITE),
+        # Files new, never written by this renewal: generate_certs.pl pushed them over a live tunnel.
+        (NEW, NEVER_WRITTEN, PushAction.SKIP),
+        # Files new, written by an earlier attempt that also restarted: done.
+        (NEW, RESTARTED, PushAction.SKIP),
+        # Files new, written by an earlier attempt that died before its restart: restart only.
+        (NEW, WRITTEN, PushAction.RESTART),
+        # Files not new: write (then restart), whatever the record says.
+        (HeldFiles("ca1", "cert1", key_matches_cert=False), NEVER_WRITTEN, PushAction.WRITE),
+        (HeldFiles("ca0", "cert1", key_matches_cert=True), NEVER_WRITTEN, PushAction.WRITE),
+        (HeldFiles("ca1", "cert0", key_matches_cert=True), WRITTEN, PushAction.WRITE),
+        (HeldFiles(None, None, key_matches_cert=False), RESTARTED, PushAction.WRITE),
     ],
 )
-def test_decide_push(held: HeldFiles, action: PushAction) -> None:
-    assert decide_push(held, WANTED) is action
+def test_decide_push(held: HeldFiles, recorded: RestartFacts, action: PushAction) -> None:
+    assert decide_push(held, WANTED, recorded) is action
+
+
+def test_a_restart_is_owed_exactly_when_a_write_began_and_no_restart_followed() -> None:
+    for started, restarted in itertools.product((None, NOW), (None, NOW)):
+        facts = RestartFacts(started, restarted)
+        assert facts.restart_owed == (started is not None and restarted is None)
+        assert decide_push(NEW, WANTED, facts) is (
+            PushAction.RESTART if facts.restart_owed else PushAction.SKIP
+        )
+
+
+def test_decide_push_never_refuses() -> None:
+    """REFUSED is an outcome (the session never opened), never a decision over what a device holds."""
+    for ca, cert, key, started, restarted in itertools.product(
+        ("ca1", None), ("cert1", None), (True, False), (None, NOW), (None, NOW)
+    ):
+        action = decide_push(HeldFiles(ca, cert, key), WANTED, RestartFacts(started, restarted))
+        assert action is not PushAction.REFUSED
+
+
+@pytest.mark.parametrize(
+    "cause",
+    [
+        AuthenticationFailedError("ftd-001", "direct", "admin"),
+        HostKeyRejectedError("ftd-002", "via jump-1", "/etc/sftrenew/known_hosts"),
+        DeviceUnreachableError("ftd-003", "direct", "connection timed out after 2 s"),
+    ],
+)
+def test_a_refused_push_says_so_and_survives_celery(cause: DeviceError) -> None:
+    refused = PushRefusedError.of(cause)
+    assert str(refused).startswith(f"refused before any write: {cause.device} (route {cause.route}): ")
+    assert cause.describe() in str(refused)
+    assert repr(refused) == f"PushRefusedError({str(refused)!r})"  # what Flower shows of a failed task
+    assert refused.cause_kind == type(cause).__name__
+    assert can_retry(refused) is cause.retryable and not refused.retryable
+    for rebuilt in (type(refused)(*refused.args), pickle.loads(pickle.dumps(refused))):  # noqa: S301
+        assert isinstance(rebuilt, PushRefusedError)
+        assert str(rebuilt) == str(refused) and rebuilt.cause_retryable == refused.cause_retryable
 
 
 def test_next_route_direct_first_then_jump() -> None:

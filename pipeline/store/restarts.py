@@ -1,0 +1,86 @@
+"""A peer's push facts: the write this renewal began on its files for one FMC, and the restart after it.
+
+Files the push finds new were either pushed by generate_certs.pl over a live tunnel (which picks them up at
+its next reconnect: nothing to do) or written by an attempt of this renewal that may have died before its
+restart (the device would keep its old sftunnel process for good). Only the record can tell the two apart,
+so the push records its intent to write before the first file changes (`record_write_started`, which also
+clears any earlier restart) and the restart once `pmtool` returned 0 (`record_restarted`). One row per
+renewal, FMC and device, whatever the attempt or round; no row: this renewal never wrote that peer's files.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col
+
+from pipeline.store.fmcs import renewal_fmc
+from pipeline.store.renewals import committed, moved
+from pipeline.store.tables import PushRestart, require_utc
+
+#: A twin attempt may insert the row between our UPDATE and INSERT; then the UPDATE is tried once more.
+_UPSERT_TRIES = 2
+
+
+def _is_row(renewal_id: str, fmc: str, device: str) -> ColumnElement[bool]:
+    return and_(
+        col(PushRestart.renewal_id) == renewal_id,
+        col(PushRestart.fmc) == fmc,
+        col(PushRestart.device) == device,
+    )
+
+
+def push_restart(*, session: Session, renewal_id: str, fmc: str, device: str) -> PushRestart | None:
+    """The facts recorded for the device's push from `fmc` (None: this renewal never began writing there)."""
+    return session.get(PushRestart, (renewal_id, fmc, device))
+
+
+def record_write_started(
+    *, session: Session, renewal_id: str, fmc: str, device: str, now: datetime
+) -> PushRestart:
+    """Record, before the first file changes, that this renewal begins writing the device's files for `fmc`;
+    a restart recorded for an earlier write no longer counts (cleared). LookupError for an FMC the renewal
+    does not have."""
+    now = require_utc(now)
+    renewal_fmc(session=session, renewal_id=renewal_id, fmc=fmc)
+    again = (
+        update(PushRestart)
+        .where(_is_row(renewal_id, fmc, device))
+        .values(write_started_at_utc=now, restarted_at_utc=None)
+    )
+    for tries_left in reversed(range(_UPSERT_TRIES)):
+        try:
+            with committed(session):
+                if session.exec(again).rowcount != 1:
+                    session.add(
+                        PushRestart(renewal_id=renewal_id, fmc=fmc, device=device, write_started_at_utc=now)
+                    )
+                moved(session, renewal_id, now)
+        except IntegrityError:
+            if not tries_left:
+                raise
+        else:
+            break
+    row = push_restart(session=session, renewal_id=renewal_id, fmc=fmc, device=device)
+    assert row is not None  # noqa: S101 - committed just above
+    session.refresh(row)
+    return row
+
+
+def record_restarted(
+    *, session: Session, renewal_id: str, fmc: str, device: str, now: datetime
+) -> PushRestart:
+    """Record that sftunnel restarted on the device after this renewal's latest write of its files for `fmc`.
+    LookupError when no write was recorded: a restart follows a write, never stands alone."""
+    now = require_utc(now)
+    statement = update(PushRestart).where(_is_row(renewal_id, fmc, device)).values(restarted_at_utc=now)
+    with committed(session):
+        if session.exec(statement).rowcount != 1:
+            raise LookupError(f"renewal {renewal_id!r}: no write recorded on {device!r} for {fmc!r}")
+        moved(session, renewal_id, now)
+    row = push_restart(session=session, renewal_id=renewal_id, fmc=fmc, device=device)
+    assert row is not None  # noqa: S101 - updated just above
+    session.refresh(row)
+    return row
