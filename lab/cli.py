@@ -30,7 +30,14 @@ def spec_from_args(args: argparse.Namespace) -> LabSpec:
     source = "command line"
     if args.spec is not None:
         source = str(args.spec)
-        data = load_spec(args.spec.read_text(encoding="utf-8"), source=source).model_dump(exclude_unset=True)
+        try:
+            text = args.spec.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise LabSpecError(
+                f"{source}: cannot read the lab spec ({why}); give a YAML file (docs/lab.md)"
+            ) from None
+        data = load_spec(text, source=source).model_dump(exclude_unset=True)
     if args.ftds is not None:
         data["ftds"] = args.ftds
     if args.scenario is not None:

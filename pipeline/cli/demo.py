@@ -30,13 +30,22 @@ from pipeline.settings import Settings
 
 Sub = Any
 SFTRENEW = [sys.executable, "-m", "pipeline.cli"]
+#: The demo's own lab when no spec file is given: some tunnels down, a jump-only FTD, one no route reaches.
+DEMO_FTDS = 8
+DEMO_SCENARIOS = "mixed,expired"
 
 
 def add_command(sub: Sub) -> None:
     demo = sub.add_parser("demo", help="renew the lab's FMC pair on embedded defaults, watched in Flower")
     demo.add_argument("--dir", type=Path, default=Path("demo"), help="the demo's folder (default ./demo)")
-    demo.add_argument("--ftds", type=int, default=8)
-    demo.add_argument("--scenario", default="mixed,expired")
+    demo.add_argument("--ftds", type=int, help=f"number of FTDs (default {DEMO_FTDS})")
+    demo.add_argument("--scenario", help=f"lab scenarios, joined by commas (default {DEMO_SCENARIOS})")
+    demo.add_argument(
+        "--spec",
+        type=Path,
+        help="a lab spec YAML file, as for `sftrenew lab serve --spec` (docs/lab.md); --ftds and "
+        "--scenario override it",
+    )
     demo.add_argument("--exit", action="store_true", help="stop everything after the summary")
     demo.add_argument("--flower-port", type=int, help="Flower's port (default: a free one)")
     demo.set_defaults(run=run)
@@ -100,14 +109,23 @@ def _write_env_file(directory: Path, env: dict[str, str]) -> Path:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from lab.runner import LabRunner  # noqa: PLC0415 - the demo is one of the product's doors to the lab
-    from lab.spec import build_spec  # noqa: PLC0415
+    from lab.cli import spec_from_args  # noqa: PLC0415 - the demo is one of the product's doors to the lab
+    from lab.runner import LabRunner  # noqa: PLC0415
+    from lab.spec import LabSpecError  # noqa: PLC0415
 
+    if args.spec is None:
+        args.ftds = DEMO_FTDS if args.ftds is None else args.ftds
+        args.scenario = args.scenario or DEMO_SCENARIOS
+    try:
+        # Checked before the demo folder is touched: a bad spec must not cost the previous demo's files.
+        spec = spec_from_args(args)
+    except LabSpecError as exc:
+        print(f"sftrenew demo: {exc}", file=sys.stderr)
+        return 2
     directory = args.dir.resolve()
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
-    spec = build_spec({"ftds": args.ftds, "scenarios": args.scenario}, source="sftrenew demo")
     with contextlib.ExitStack() as stack:
         print(f"sftrenew demo: starting in {directory} (logs there; Ctrl-C stops everything)", flush=True)
         lab = LabRunner(spec, directory / "lab")

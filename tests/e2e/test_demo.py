@@ -44,19 +44,72 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
+def _run_demo(directory: Path, *args: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SFTRENEW_")}
+    sftrenew = str(Path(sys.executable).parent / "sftrenew")
+    command = [sftrenew, "demo", "--exit", "--dir", str(directory), *args]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _key_leaks(lab_dir: Path) -> list[str]:
+    """Where any private key now on a lab device shows in any shell history file, as PEM lines or as any
+    stretch of the base64 of the whole file (how an upload would type it), at any alignment."""
+    keys = [p.read_bytes() for p in lab_dir.rglob("*.pem") if b"PRIVATE KEY" in p.read_bytes()]
+    assert keys, f"no private key found under {lab_dir}"
+    histories = list(lab_dir.rglob(".bash_history"))
+    assert histories, "no shell history was kept: the lab must record it as bash does"
+    leaks = []
+    for history in histories:
+        text = history.read_text(errors="replace")
+        runs = re.findall(r"[A-Za-z0-9+/=]{40,}", text)
+        for key in keys:
+            encoded = base64.b64encode(key).decode()
+            pem_lines = [line for line in key.decode().splitlines() if len(line) >= 40]
+            if any(line in text for line in pem_lines) or any(run in encoded for run in runs):
+                leaks.append(str(history))
+    return leaks
+
+
+def test_demo_with_a_spec_of_legacy_cas_and_a_lost_restart(tmp_path: Path) -> None:
+    """The lab shape of issue "Real devices keep what the lab throws away": v1/serial-0 CAs on both FMCs,
+    one FTD whose first sftunnel restart drops the connection, another with its tunnel down."""
+    spec = tmp_path / "lab.yaml"
+    spec.write_text(
+        "ftds: 3\n"
+        "scenarios: expired\n"
+        "devices:\n"
+        "  fmc-primary: {ca_format: v1}\n"
+        "  fmc-secondary: {ca_format: v1}\n"
+        "  ftd-001: {tunnel: down, restart: drop_once}\n"
+        "  ftd-002: {tunnel: down}\n"
+    )
+    directory = tmp_path / "demo"
+    demo = _run_demo(directory, "--spec", str(spec))
+    out, _ = demo.communicate(timeout=600)
+    assert demo.returncode == 0, out
+    assert re.search(r"Renewal \S+: succeeded", out), out
+    for fmc in ("fmc-primary", "fmc-secondary"):
+        assert f"{fmc}: 4/4 peers verified" in out, out
+    assert "Warning" not in out and "warning" not in out, out
+    assert not _key_leaks(directory / "lab")
+
+
+def test_demo_refuses_a_bad_spec_before_touching_its_folder(tmp_path: Path) -> None:
+    directory = tmp_path / "demo"
+    directory.mkdir()
+    (directory / "keep").write_text("the previous demo's files")
+    spec = tmp_path / "lab.yaml"
+    spec.write_text("devices:\n  ftd-001: {ca_format: v1}\n")
+    demo = _run_demo(directory, "--spec", str(spec))
+    out, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 2
+    assert out.startswith("sftrenew demo: ") and "ca_format" in out and "Traceback" not in out
+    assert (directory / "keep").exists()
+
+
 def test_demo_renews_the_lab_pair_watched_in_flower(tmp_path: Path) -> None:
     directory = tmp_path / "demo"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SFTRENEW_")}
-    command = [
-        str(Path(sys.executable).parent / "sftrenew"),
-        "demo",
-        "--exit",
-        "--ftds",
-        "4",
-        "--dir",
-        str(directory),
-    ]
-    demo = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    demo = _run_demo(directory, "--ftds", "4")
     assert demo.stdout is not None
     head = [demo.stdout.readline() for _ in range(3)]
     match = re.search(
