@@ -3,10 +3,11 @@ FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 sftrenew
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY sftrenew ./sftrenew
 COPY pipeline ./pipeline
 COPY workers ./workers
 COPY tasks ./tasks
-COPY lab ./lab
+COPY sftlab ./sftlab
 RUN pip install --no-cache-dir .
 USER sftrenew
 WORKDIR /home/sftrenew

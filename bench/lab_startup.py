@@ -15,9 +15,9 @@ from pathlib import Path
 import paramiko
 import yaml
 
-from lab.fleet import start_fleet
-from lab.keys import KeyPool, default_cache_dir
-from lab.spec import LabSpec
+from sftlab.fleet import start_fleet
+from sftlab.keys import KeyPool, default_cache_dir
+from sftlab.spec import LabSpec
 
 
 async def _one(ftds: int, keys: KeyPool) -> tuple[float, float, int]:

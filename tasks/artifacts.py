@@ -12,6 +12,7 @@ import json
 from datetime import datetime, timedelta
 
 from pipeline import store
+from pipeline.certs import CertFacts
 from pipeline.devicepaths import CA_CERT, PEER_CERT, PEER_KEY, certs_pushed
 from pipeline.errors import DeviceError
 from pipeline.inventory import FmcPair
@@ -235,7 +236,6 @@ def material_for(ctx: Context, renewal_id: str, fmc: str, device: str) -> tuple[
         )
     except LookupError:
         raise NoMaterialError(device, "none") from None
-    from pipeline.certs import CertFacts  # noqa: PLC0415 - only here
 
     material = PeerMaterial(
         uuid, ca, cert, key, CertFacts.from_pem(ca).sha256, CertFacts.from_pem(cert).sha256

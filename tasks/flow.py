@@ -14,7 +14,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from celery import chain, group
+from celery import chain, current_app, group
 from celery.canvas import Signature
 
 from pipeline import store
@@ -22,14 +22,13 @@ from pipeline.inventory import FmcPair, Ftd
 from pipeline.steps.validate import peers_of
 from pipeline.store import RenewalFmc, RenewalState, StepName, StepRun
 from tasks.context import Context
-from workers.app import CONTROL_QUEUE, push_queue
+from tasks.queues import CONTROL_QUEUE, push_queue
 
 CONTROL_STEPS: tuple[StepName, ...] = ("backup", "validate", "regenerate")
 
 
 def _task(name: str, args: tuple[object, ...], *, queue: str, shadow: str) -> Signature:
     """An immutable signature (it ignores its parent's result) named `shadow` in Flower and the logs."""
-    from celery import current_app  # noqa: PLC0415 - the app of the running process, not one at import
 
     return current_app.signature(name, args=args, immutable=True, queue=queue, shadow=shadow)
 

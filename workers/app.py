@@ -22,14 +22,9 @@ from celery import Celery
 
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
+from tasks.queues import CONTROL_QUEUE
 
-CONTROL_QUEUE = "control"
-PUSH_QUEUE = "push"
 TASK_MODULES = ("tasks.steps", "tasks.reconcile")
-
-
-def push_queue(site: str | None) -> str:
-    return f"{PUSH_QUEUE}.{site}" if site else PUSH_QUEUE
 
 
 def check_limits(settings: Settings) -> None:

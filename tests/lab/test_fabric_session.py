@@ -15,9 +15,6 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from lab.keys import KeyPool
-from lab.runner import LabRunner
-from lab.spec import build_spec
 from pipeline.devices.fabric_session import FabricSession, Login
 from pipeline.devices.factory import SessionFactory
 from pipeline.devices.session import DIRECT, TEMP_GLOB, Answer, DeviceSession, Route
@@ -33,6 +30,9 @@ from pipeline.errors import (
 )
 from pipeline.secrets import SecretResolver, read_inventory
 from pipeline.settings import Settings, SshSettings
+from sftlab.keys import KeyPool
+from sftlab.runner import LabRunner
+from sftlab.spec import build_spec
 from tests.lab.fixtures import MakeLab, RunningLab
 from tests.lab.test_history import wait_until_sessions_end
 

@@ -11,10 +11,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from lab import pki, regen
-from lab.keys import KeyPool
-from lab.layout import DeviceTree, PeerRecord
 from pipeline.certs import CertFacts, KeyFacts, issued_by, key_matches
+from sftlab import pki, regen
+from sftlab.keys import KeyPool
+from sftlab.layout import DeviceTree, PeerRecord
 from tests.lab.test_sftunnel import Lab, run_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]

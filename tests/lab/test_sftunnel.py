@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from lab import pki
-from lab.keys import KeyPool
-from lab.layout import DeviceTree
-from lab.seed import FleetFiles, FmcPlan, Identity, seed_fleet
-from lab.sftunnel import SftunnelHub, TunnelDevice
-from lab.status_text import DOWN_REASON, PeerState
+from sftlab import pki
+from sftlab.keys import KeyPool
+from sftlab.layout import DeviceTree
+from sftlab.seed import FleetFiles, FmcPlan, Identity, seed_fleet
+from sftlab.sftunnel import SftunnelHub, TunnelDevice
+from sftlab.status_text import DOWN_REASON, PeerState
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 

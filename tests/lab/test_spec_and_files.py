@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.spec import LabSpecError, build_spec, load_spec, resolve
 from pipeline.inventory import load_inventory
+from sftlab.spec import LabSpecError, build_spec, load_spec, resolve
 from tests.lab.fixtures import RunningLab
 
 SPEC = """

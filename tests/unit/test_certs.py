@@ -25,7 +25,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
-from lab import pki
 from pipeline.certs import (
     CertFacts,
     CertificateError,
@@ -37,6 +36,7 @@ from pipeline.certs import (
     key_matches,
 )
 from pipeline.parsing import gmt_date_utc, parse_openssl_enddate
+from sftlab import pki
 
 # cryptography warns when it loads a serial-0 certificate (the openssl v1 vectors, like real FMC CAs); the
 # product reads them without cryptography's loader, so no warning may show here (the canary pins the

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.cli import build_parser
+from sftrenew import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from lab.tools import CONTINUE, GENERATE_INTRO
 from pipeline.parsing import (
     FailedPush,
     FailedPushLine,
@@ -32,6 +31,7 @@ from pipeline.parsing import (
     parse_tunnel_status,
     parse_tunnel_status_brief,
 )
+from sftlab.tools import CONTINUE, GENERATE_INTRO
 
 DATA = Path(__file__).parent / "data"
 FACTS = DATA / "device_facts"

@@ -13,14 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from lab.layout import write_file_atomic
-from lab.spec import FMC_NAMES, JUMP, PRIMARY, SECONDARY
+from sftlab.layout import write_file_atomic
+from sftlab.spec import FMC_NAMES, JUMP, PRIMARY, SECONDARY
 
 if TYPE_CHECKING:
-    from lab.fleet import Fleet, LabDevice
+    from sftlab.fleet import Fleet, LabDevice
 
 PAIR_NAME = "lab"
 SITE = "lab"
+#: The credentials the lab's inventory names, and the jump server's login (the secrets file holds the values).
+ADMIN_CREDENTIAL = "fleet-admin"
+JUMP_CREDENTIAL = "jump"
+JUMP_USER = "operator"
 
 
 def known_hosts_line(device: LabDevice) -> str:
@@ -39,8 +43,6 @@ def _entry(device: LabDevice, credential: str) -> dict[str, Any]:
 
 
 def inventory_data(fleet: Fleet) -> dict[str, Any]:
-    from lab.fleet import ADMIN_CREDENTIAL, JUMP_CREDENTIAL, JUMP_USER  # noqa: PLC0415 - cycle
-
     jump = fleet.devices[JUMP]
     ftds = [d for name, d in fleet.devices.items() if name not in FMC_NAMES and name != JUMP]
     return {
@@ -87,7 +89,6 @@ def lab_data(fleet: Fleet) -> dict[str, Any]:
 
 def write_client_files(fleet: Fleet) -> None:
     """Write the secrets, known_hosts, lab.json and, last, inventory.yaml."""
-    from lab.fleet import ADMIN_CREDENTIAL, JUMP_CREDENTIAL  # noqa: PLC0415 - cycle
 
     directory = fleet.directory
     secrets = {ADMIN_CREDENTIAL: fleet.admin_password, JUMP_CREDENTIAL: fleet.jump_password}

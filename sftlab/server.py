@@ -24,11 +24,11 @@ from typing import Literal
 
 import asyncssh
 
-from lab import shell
-from lab.bash import BashShell, Exited, Output, Prompt
-from lab.pathmap import PathMap
-from lab.spec import Knobs
-from lab.tty import EndOfInput, Input, Interrupt, Line, LineDiscipline
+from sftlab import shell
+from sftlab.bash import BashShell, Exited, Output, Prompt
+from sftlab.pathmap import PathMap
+from sftlab.spec import Knobs
+from sftlab.tty import EndOfInput, Input, Interrupt, Line, LineDiscipline
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from lab import pki
-from lab.keys import KeyPool
-from lab.layout import (
+from sftlab import pki
+from sftlab.keys import KeyPool
+from sftlab.layout import (
     FTD_NGFW_LINKS,
     DeviceKind,
     DeviceTree,
@@ -28,7 +28,7 @@ from lab.layout import (
     format_ims_conf,
     format_sftunnel_conf,
 )
-from lab.spec import CaFormat
+from sftlab.spec import CaFormat
 
 # Peer certificates were issued at registration, within the last year (or with the CA if it is younger),
 # so they outlive an expiring CA as real 3650-day device certificates do.

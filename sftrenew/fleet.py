@@ -15,6 +15,7 @@ from pipeline.plan import PeerAction, plan_fmc
 from pipeline.secrets import SecretResolver
 from pipeline.settings import Settings
 from pipeline.steps.validate import peers_of, validate
+from sftrenew.renewals import inventory_of
 
 Sub = Any
 
@@ -36,7 +37,6 @@ def add_commands(sub: Sub) -> None:
 
 
 def _factory(settings: Settings, pair: str | None) -> tuple[SessionFactory, Any]:
-    from pipeline.cli.renewals import inventory_of  # noqa: PLC0415 - one definition of "the inventory"
 
     inventory = inventory_of(settings)
     return SessionFactory(inventory, pair, SecretResolver(inventory, os.environ), settings), inventory

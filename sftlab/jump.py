@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 
 import asyncssh
 
-from lab.server import DeviceServer, Endpoint, listen
+from sftlab.server import DeviceServer, Endpoint, listen
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from lab.fleet import Fleet, start_fleet
-from lab.keys import KeyPool
-from lab.spec import LabSpec
+from sftlab.fleet import Fleet, start_fleet
+from sftlab.keys import KeyPool
+from sftlab.spec import LabSpec
 
 T = TypeVar("T")
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from lab import control
+from sftlab import control
 
 TOOLS_FMC = ("sftunnel_status.pl", "generate_certs.pl", "pmtool")
 TOOLS_FTD = ("sftunnel_status.pl", "pmtool")
@@ -38,7 +38,9 @@ def install_tools(bin_dir: Path, names: Sequence[str], *, python: str = sys.exec
     bin_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
         script = bin_dir / name
-        script.write_text(f"#!{python}\nimport sys\nfrom lab.tools import main\nsys.exit(main(sys.argv))\n")
+        script.write_text(
+            f"#!{python}\nimport sys\nfrom sftlab.tools import main\nsys.exit(main(sys.argv))\n"
+        )
         script.chmod(0o755)
 
 

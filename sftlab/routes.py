@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import asyncssh
 
-from lab.server import Endpoint, listen
-from lab.spec import Direct
+from sftlab.server import Endpoint, listen
+from sftlab.spec import Direct
 
 _FILLERS = 3
 

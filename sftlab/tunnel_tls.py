@@ -22,9 +22,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
-from lab import messages
-from lab.layout import DeviceTree
-from lab.messages import AttemptFailure
+from sftlab import messages
+from sftlab.layout import DeviceTree
+from sftlab.messages import AttemptFailure
 
 __all__ = [
     "CIPHER",

@@ -10,7 +10,14 @@ from typing import Any
 
 from pipeline import store
 from pipeline.errors import ConfigError
+from pipeline.secrets import read_inventory
 from pipeline.settings import Settings
+from sftlab import cli as lab_cli
+from tasks.context import Context
+from tasks.queues import CONTROL_QUEUE, PUSH_QUEUE, push_queue
+from tasks.reconcile import reconcile_stalled
+from workers.app import make_celery
+from workers.supervise import supervise
 
 Sub = Any  # argparse's private _SubParsersAction
 
@@ -19,9 +26,8 @@ def add_commands(sub: Sub) -> None:
     lab = sub.add_parser("lab", help="the simulated fleet used by the tests and the demo")
     lab_sub = lab.add_subparsers(dest="lab_command", required=True)
     serve = lab_sub.add_parser("serve", help="run a simulated FMC pair, FTDs and a jump server until Ctrl-C")
-    from lab.cli import add_arguments  # noqa: PLC0415 - the product imports the lab only for this command
 
-    add_arguments(serve)
+    lab_cli.add_arguments(serve)
     serve.set_defaults(run=_lab)
 
     worker = sub.add_parser("worker", help="run a Celery worker (threads pool) for the renewal tasks")
@@ -50,9 +56,8 @@ def add_commands(sub: Sub) -> None:
 
 
 def _lab(args: argparse.Namespace, settings: Settings) -> int:
-    from lab.cli import run  # noqa: PLC0415
 
-    return run(args)
+    return lab_cli.run(args)
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -63,12 +68,9 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def default_queues(settings: Settings) -> str:
-    from workers.app import CONTROL_QUEUE, PUSH_QUEUE, push_queue  # noqa: PLC0415 - Celery only when asked
 
     queues = [CONTROL_QUEUE, PUSH_QUEUE]
     if settings.inventory is not None:
-        from pipeline.secrets import read_inventory  # noqa: PLC0415
-
         inventory = read_inventory(settings.inventory)
         sites = sorted({f.site for p in inventory.pairs.values() for f in p.ftds if f.site})
         queues += [push_queue(s) for s in sites]
@@ -76,12 +78,9 @@ def default_queues(settings: Settings) -> str:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.app import make_celery  # noqa: PLC0415
 
     store.migrate(store.make_engine(settings))
     if args.supervise:
-        from workers.supervise import supervise  # noqa: PLC0415
-
         return supervise(_child_argv(args))
     app = make_celery(settings)
     app.set_default()
@@ -103,7 +102,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _child_argv(args: argparse.Namespace) -> list[str]:
-    argv = [sys.executable, "-m", "pipeline.cli", "worker", "--no-supervise"]
+    argv = [sys.executable, "-m", "sftrenew", "worker", "--no-supervise"]
     for flag, value in (
         ("--queues", args.queues),
         ("--concurrency", args.concurrency),
@@ -117,7 +116,6 @@ def _child_argv(args: argparse.Namespace) -> list[str]:
 
 
 def _flower(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.app import make_celery  # noqa: PLC0415
 
     password = settings.flower.password
     if password is None or not password.get_secret_value():
@@ -141,9 +139,6 @@ def _flower(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    from tasks.context import Context  # noqa: PLC0415
-    from tasks.reconcile import reconcile_stalled  # noqa: PLC0415
-    from workers.app import make_celery  # noqa: PLC0415
 
     make_celery(settings).set_default()
     for renewal_id, work in reconcile_stalled(Context(settings)).items():

@@ -15,6 +15,9 @@ from pipeline.errors import ConfigError
 from pipeline.inventory import Inventory
 from pipeline.secrets import read_inventory
 from pipeline.settings import Settings
+from tasks.context import Context
+from tasks.flow import advance, pushes
+from workers.app import make_celery
 
 Sub = Any
 
@@ -60,7 +63,6 @@ def _engine(settings: Settings) -> Engine:
 
 
 def _celery(settings: Settings) -> None:
-    from workers.app import make_celery  # noqa: PLC0415 - Celery only for the commands that send work
 
     make_celery(settings).set_default()
 
@@ -70,8 +72,6 @@ def flower_url(settings: Settings) -> str:
 
 
 def _enqueue(args: argparse.Namespace, settings: Settings) -> int:
-    from tasks.context import Context  # noqa: PLC0415
-    from tasks.flow import advance  # noqa: PLC0415
 
     pair = inventory_of(settings).pair(args.pair)
     engine = _engine(settings)
@@ -119,8 +119,6 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _retry(args: argparse.Namespace, settings: Settings) -> int:
-    from tasks.context import Context  # noqa: PLC0415
-    from tasks.flow import pushes  # noqa: PLC0415
 
     engine = _engine(settings)
     _celery(settings)

@@ -12,11 +12,11 @@ import asyncio
 import ssl
 from dataclasses import dataclass
 
-from lab import messages
-from lab.messages import AttemptFailure
-from lab.tunnel_files import owner_port
-from lab.tunnel_link import HubServices, Link, Sessions, Tunnel, TunnelDevice, settle
-from lab.tunnel_tls import (
+from sftlab import messages
+from sftlab.messages import AttemptFailure
+from sftlab.tunnel_files import owner_port
+from sftlab.tunnel_link import HubServices, Link, Sessions, Tunnel, TunnelDevice, settle
+from sftlab.tunnel_tls import (
     STEP_TIMEOUT,
     Streams,
     cert_failure,

@@ -20,29 +20,26 @@ from typing import Literal
 
 import asyncssh
 
-from lab import control, regen, tools
-from lab.addresses import allocate
-from lab.files import write_client_files
-from lab.jump import Address, listen_jump
-from lab.keys import KeyPool, default_cache_dir
-from lab.layout import DEVICE_PREFIXES, DeviceTree
-from lab.pathmap import PathMap
-from lab.routes import FrontDoor
-from lab.seed import FleetFiles, FmcPlan, Identity, seed_fleet
-from lab.server import ClishStatus, Endpoint, listen
-from lab.sftunnel import SftunnelHub, TunnelDevice
-from lab.shell import DeviceFace
-from lab.spec import FMC_NAMES, JUMP, PRIMARY, Knobs, LabSpec, ResolvedLab, resolve
-from lab.status_text import render_brief, render_status
+from sftlab import control, regen, tools
+from sftlab.addresses import allocate
+from sftlab.files import JUMP_USER, write_client_files
+from sftlab.jump import Address, listen_jump
+from sftlab.keys import KeyPool, default_cache_dir
+from sftlab.layout import DEVICE_PREFIXES, DeviceTree
+from sftlab.pathmap import PathMap
+from sftlab.routes import FrontDoor
+from sftlab.seed import FleetFiles, FmcPlan, Identity, seed_fleet
+from sftlab.server import ClishStatus, Endpoint, listen
+from sftlab.sftunnel import SftunnelHub, TunnelDevice
+from sftlab.shell import DeviceFace
+from sftlab.spec import FMC_NAMES, JUMP, PRIMARY, Knobs, LabSpec, ResolvedLab, resolve
+from sftlab.status_text import render_brief, render_status
 
 log = logging.getLogger(__name__)
 
 Role = Literal["fmc-primary", "fmc-secondary", "ftd", "jump"]
 FMC_VERSION = ("7.2.9", "78", "Secure Firewall Management Center for VMware (66)")
 FTD_VERSION = ("7.2.5", "208", "Cisco Firepower Threat Defense for VMware (75)")
-ADMIN_CREDENTIAL = "fleet-admin"
-JUMP_CREDENTIAL = "jump"
-JUMP_USER = "operator"
 
 
 @dataclass

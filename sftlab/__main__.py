@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from lab.cli import add_arguments, run
+from sftlab.cli import add_arguments, run
 
 
 def main() -> int:

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from lab import messages
-from lab.layout import DeviceTree
-from lab.messages import MessagesLog
-from lab.status_text import DOWN_REASON, PeerState
-from lab.tunnel_files import peer_record, software, store_push, touch_heartbeat
-from lab.tunnel_tls import STEP_TIMEOUT, Streams, receive, send
+from sftlab import messages
+from sftlab.layout import DeviceTree
+from sftlab.messages import MessagesLog
+from sftlab.status_text import DOWN_REASON, PeerState
+from sftlab.tunnel_files import peer_record, software, store_push, touch_heartbeat
+from sftlab.tunnel_tls import STEP_TIMEOUT, Streams, receive, send
 
 __all__ = ["HubServices", "Link", "LinkEnd", "Sessions", "Tunnel", "TunnelDevice", "TunnelView", "settle"]
 
