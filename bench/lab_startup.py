@@ -15,9 +15,9 @@ from pathlib import Path
 import paramiko
 import yaml
 
-from sftlab.fleet import start_fleet
-from sftlab.keys import KeyPool, default_cache_dir
-from sftlab.spec import LabSpec
+from sftlab.fleet.compose import start_fleet
+from sftlab.fleet.keys import KeyPool, default_cache_dir
+from sftlab.fleet.spec import LabSpec
 
 
 async def _one(ftds: int, keys: KeyPool) -> tuple[float, float, int]:

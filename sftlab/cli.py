@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from sftlab.fleet import start_fleet
-from sftlab.spec import LabSpec, LabSpecError, build_spec, load_spec
+from sftlab.fleet.compose import start_fleet
+from sftlab.fleet.spec import LabSpec, LabSpecError, build_spec, load_spec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -28,8 +28,8 @@ from sqlalchemy.engine import Engine
 from pipeline import report, store
 from pipeline.settings import Settings
 from sftlab.cli import spec_from_args
-from sftlab.runner import LabRunner
-from sftlab.spec import LabSpecError
+from sftlab.fleet.runner import LabRunner
+from sftlab.fleet.spec import LabSpecError
 from workers.embedded import EmbeddedRedis, free_port
 
 Sub = Any

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from sftlab.fleet import Fleet
-from sftlab.keys import KeyPool, default_cache_dir
-from sftlab.runner import LabRunner
-from sftlab.spec import build_spec
+from sftlab.fleet.compose import Fleet
+from sftlab.fleet.keys import KeyPool, default_cache_dir
+from sftlab.fleet.runner import LabRunner
+from sftlab.fleet.spec import build_spec
 from tests.lab.client import Shell, Target, open_client
 
 

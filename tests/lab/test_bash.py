@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from sftlab.bash import BashShell, Event, Exited, Output, Prompt
-from sftlab.pathmap import PathMap
+from sftlab.shell.bash import BashShell, Event, Exited, Output, Prompt
+from sftlab.shell.pathmap import PathMap
 
 T = TypeVar("T")
 PREFIXES = ("/etc/sf", "/var/sf", "/var/tmp", "/var/log", "/home/admin", "/usr/local/sf/bin", "/root")

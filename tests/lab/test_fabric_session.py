@@ -30,9 +30,9 @@ from pipeline.errors import (
 )
 from pipeline.secrets import SecretResolver, read_inventory
 from pipeline.settings import Settings, SshSettings
-from sftlab.keys import KeyPool
-from sftlab.runner import LabRunner
-from sftlab.spec import build_spec
+from sftlab.fleet.keys import KeyPool
+from sftlab.fleet.runner import LabRunner
+from sftlab.fleet.spec import build_spec
 from tests.lab.fixtures import MakeLab, RunningLab
 from tests.lab.test_history import wait_until_sessions_end
 

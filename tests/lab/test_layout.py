@@ -15,8 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from sftlab.keys import KeyPool
-from sftlab.layout import (
+from sftlab.fleet.keys import KeyPool
+from sftlab.fleet.layout import (
     PROXYSSL_BLOCK,
     DeviceTree,
     PeerRecord,
@@ -24,7 +24,7 @@ from sftlab.layout import (
     parse_ims_conf,
     write_file_atomic,
 )
-from sftlab.seed import FleetFiles, FmcPlan, Identity, seed_fleet
+from sftlab.fleet.seed import FleetFiles, FmcPlan, Identity, seed_fleet
 
 NOW = datetime(2026, 11, 27, 9, 30, 15, 123456, tzinfo=UTC)
 FMC_MODEL = "Secure Firewall Management Center for VMware (66)"

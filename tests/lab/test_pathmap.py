@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sftlab.layout import DEVICE_PREFIXES
-from sftlab.pathmap import Heredoc, HeredocTracker, PathMap, StreamUnmapper, find_heredocs, overlap_len
+from sftlab.fleet.layout import DEVICE_PREFIXES
+from sftlab.shell.pathmap import Heredoc, HeredocTracker, PathMap, StreamUnmapper, find_heredocs, overlap_len
 
 ROOT = "/srv/lab/ftd1"
 PREFIXES = DEVICE_PREFIXES

@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from sftlab import pki
-from sftlab.keys import KeyPool, default_cache_dir, key_file_name
+from sftlab.fleet import pki
+from sftlab.fleet.keys import KeyPool, default_cache_dir, key_file_name
 
 FMC_UUID = "cdb123c8-4347-11ef-aca1-f3aa241412a1"
 FTD_UUID = "c8d5d5c6-87c9-11ef-a993-b9831565bc4e"

@@ -12,9 +12,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from pipeline.certs import CertFacts, KeyFacts, issued_by, key_matches
-from sftlab import pki, regen
-from sftlab.keys import KeyPool
-from sftlab.layout import DeviceTree, PeerRecord
+from sftlab.fleet import pki
+from sftlab.fleet.keys import KeyPool
+from sftlab.fleet.layout import DeviceTree, PeerRecord
+from sftlab.tools import regen
 from tests.lab.test_sftunnel import Lab, run_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from sftlab import pki
-from sftlab.keys import KeyPool
-from sftlab.layout import DeviceTree
-from sftlab.seed import FleetFiles, FmcPlan, Identity, seed_fleet
-from sftlab.sftunnel import SftunnelHub, TunnelDevice
-from sftlab.status_text import DOWN_REASON, PeerState
+from sftlab.fleet import pki
+from sftlab.fleet.keys import KeyPool
+from sftlab.fleet.layout import DeviceTree
+from sftlab.fleet.seed import FleetFiles, FmcPlan, Identity, seed_fleet
+from sftlab.tools.status_text import DOWN_REASON, PeerState
+from sftlab.tunnel.hub import SftunnelHub, TunnelDevice
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 

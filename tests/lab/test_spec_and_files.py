@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.inventory import load_inventory
-from sftlab.spec import LabSpecError, build_spec, load_spec, resolve
+from sftlab.fleet.spec import LabSpecError, build_spec, load_spec, resolve
 from tests.lab.fixtures import RunningLab
 
 SPEC = """

@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sftlab.status_text import DOWN_REASON, FTD_SCRIPT, PeerState, ctime, render_status
+from sftlab.tools.status_text import DOWN_REASON, FTD_SCRIPT, PeerState, ctime, render_status
 
 DATA = Path(__file__).parent / "data"
 FMC_IP = "10.48.79.232"

@@ -36,7 +36,7 @@ from pipeline.certs import (
     key_matches,
 )
 from pipeline.parsing import gmt_date_utc, parse_openssl_enddate
-from sftlab import pki
+from sftlab.fleet import pki
 
 # cryptography warns when it loads a serial-0 certificate (the openssl v1 vectors, like real FMC CAs); the
 # product reads them without cryptography's loader, so no warning may show here (the canary pins the

@@ -31,7 +31,7 @@ from pipeline.parsing import (
     parse_tunnel_status,
     parse_tunnel_status_brief,
 )
-from sftlab.tools import CONTINUE, GENERATE_INTRO
+from sftlab.tools.programs import CONTINUE, GENERATE_INTRO
 
 DATA = Path(__file__).parent / "data"
 FACTS = DATA / "device_facts"

@@ -19,12 +19,12 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 
-from sftlab.messages import MessagesLog
-from sftlab.status_text import DOWN_REASON, PeerState
-from sftlab.tunnel_files import PUSH_FILES
-from sftlab.tunnel_handshake import Handshakes
-from sftlab.tunnel_link import HubServices, Sessions, Tunnel, TunnelDevice, TunnelView, settle
-from sftlab.tunnel_tls import NO_CHECK_TIME
+from sftlab.tools.status_text import DOWN_REASON, PeerState
+from sftlab.tunnel.files import PUSH_FILES
+from sftlab.tunnel.handshake import Handshakes
+from sftlab.tunnel.link import HubServices, Sessions, Tunnel, TunnelDevice, TunnelView, settle
+from sftlab.tunnel.messages import MessagesLog
+from sftlab.tunnel.tls import NO_CHECK_TIME
 
 __all__ = ["NO_CHECK_TIME", "PUSH_FILES", "PeerState", "SftunnelHub", "TunnelDevice"]
 

@@ -24,11 +24,11 @@ from typing import Literal
 
 import asyncssh
 
-from sftlab import shell
-from sftlab.bash import BashShell, Exited, Output, Prompt
-from sftlab.pathmap import PathMap
-from sftlab.spec import Knobs
-from sftlab.tty import EndOfInput, Input, Interrupt, Line, LineDiscipline
+from sftlab.fleet.spec import Knobs
+from sftlab.shell import texts
+from sftlab.shell.bash import BashShell, Exited, Output, Prompt
+from sftlab.shell.pathmap import PathMap
+from sftlab.shell.tty import EndOfInput, Input, Interrupt, Line, LineDiscipline
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class Endpoint:
     """Everything a session needs to know about the device it runs on; `knobs` may change at any time."""
 
     name: str
-    face: shell.DeviceFace
+    face: texts.DeviceFace
     login_user: str
     password: str
     landing: Literal["clish", "bash"]
@@ -224,9 +224,9 @@ class Session:
         ep = self._ep
         if ep.knobs.last_login:
             peer = self._process.get_extra_info("peername")
-            self._write(shell.last_login_line(datetime.now(UTC), peer[0] if peer else "127.0.0.1"))
+            self._write(texts.last_login_line(datetime.now(UTC), peer[0] if peer else "127.0.0.1"))
         if ep.login_user == "admin":
-            self._write(shell.banner(ep.face))
+            self._write(texts.banner(ep.face))
         if ep.landing == "bash" or ep.knobs.lands_in == "bash":
             await self._bash(ep.login_user, ep.home)
         else:
@@ -234,7 +234,7 @@ class Session:
 
     async def _clish(self) -> None:
         while True:
-            self._write(shell.CLISH_PROMPT)
+            self._write(texts.CLISH_PROMPT)
             item = await self._next_input()
             if isinstance(item, EndOfInput):
                 return
@@ -246,17 +246,17 @@ class Session:
 
     async def _clish_line(self, text: str) -> bool:
         """Carry out one CLISH line; False when the session should end."""
-        action = shell.clish_action(text, self._ep.face.kind)
-        if action is shell.Clish.EXIT:
+        action = texts.clish_action(text, self._ep.face.kind)
+        if action is texts.Clish.EXIT:
             return False
-        if action is shell.Clish.EXPERT:
+        if action is texts.Clish.EXPERT:
             await self._bash("admin", self._ep.home)
-        elif action is shell.Clish.SHOW_VERSION:
-            self._write(shell.show_version(self._ep.face))
-        elif action in (shell.Clish.TUNNEL_STATUS, shell.Clish.TUNNEL_STATUS_BRIEF) and self._ep.clish_status:
-            self._write(await self._ep.clish_status(action is shell.Clish.TUNNEL_STATUS_BRIEF))
-        elif action is not shell.Clish.NOTHING:
-            self._write(shell.CLISH_UNKNOWN)
+        elif action is texts.Clish.SHOW_VERSION:
+            self._write(texts.show_version(self._ep.face))
+        elif action in (texts.Clish.TUNNEL_STATUS, texts.Clish.TUNNEL_STATUS_BRIEF) and self._ep.clish_status:
+            self._write(await self._ep.clish_status(action is texts.Clish.TUNNEL_STATUS_BRIEF))
+        elif action is not texts.Clish.NOTHING:
+            self._write(texts.CLISH_UNKNOWN)
         return True
 
     def _env(self, user: str) -> dict[str, str]:
@@ -333,13 +333,13 @@ class Session:
                 raise HungUpError(self._ep.name)  # each level's `_bash` hangs its bash up on the way out
             await bash.send_eof()
             return
-        request = shell.sudo_request(item.text) if user != "root" and bash.idle else None
+        request = texts.sudo_request(item.text) if user != "root" and bash.idle else None
         if request is not None and self._ep.can_sudo:
             await self._latency()
             # Bash records the line before sudo runs (and asks for the password, which bash never sees).
             await bash.record_history(item.text)
             await self._sudo(bash, request)
-            self._write(shell.bash_prompt(user, self._ep.face.hostname, bash.cwd, home))
+            self._write(texts.bash_prompt(user, self._ep.face.hostname, bash.cwd, home))
             return
         await self._latency()
         await bash.send_line(item.text)
@@ -350,7 +350,7 @@ class Session:
             if isinstance(event, Output):
                 self._write(event.text)
             elif isinstance(event, Prompt):
-                self._write(shell.bash_prompt(user, self._ep.face.hostname, event.cwd, home))
+                self._write(texts.bash_prompt(user, self._ep.face.hostname, event.cwd, home))
             elif isinstance(event, Exited):
                 return
 
@@ -358,15 +358,15 @@ class Session:
         """`sudo su`: lecture and password as the device's sudo does them, then a root level."""
         ep = self._ep
         if ep.knobs.sudo == "lecture" and not self._lectured:
-            self._write(shell.SUDO_LECTURE)
+            self._write(texts.SUDO_LECTURE)
             self._lectured = True
         if ep.knobs.sudo != "cached" and not await self._sudo_password():
             return
         await self._bash("root", bash.cwd if request == "su" else "/root")
 
     async def _sudo_password(self) -> bool:
-        for attempt in range(1, shell.SUDO_TRIES + 1):
-            self._write(shell.PASSWORD_PROMPT)
+        for attempt in range(1, texts.SUDO_TRIES + 1):
+            self._write(texts.PASSWORD_PROMPT)
             self._ld.echo = False
             try:
                 item = await self._next_input()
@@ -377,7 +377,7 @@ class Session:
                 return False
             if hmac.compare_digest(item.text.encode(), self._ep.password.encode()):
                 return True
-            self._write(shell.SUDO_RETRY if attempt < shell.SUDO_TRIES else shell.SUDO_GAVE_UP)
+            self._write(texts.SUDO_RETRY if attempt < texts.SUDO_TRIES else texts.SUDO_GAVE_UP)
         return False
 
     async def _exec(self, command: str) -> int:
@@ -387,9 +387,9 @@ class Session:
         """
         ep = self._ep
         if ep.landing == "clish" and ep.knobs.lands_in == "clish":
-            action = shell.clish_action(command, ep.face.kind)
+            action = texts.clish_action(command, ep.face.kind)
             await self._clish_line(command)
-            return 1 if action is shell.Clish.UNKNOWN else 0
+            return 1 if action is texts.Clish.UNKNOWN else 0
         bash = await self._start_bash(ep.login_user, ep.home, history=False)
         try:
             await self._until_prompt(bash)

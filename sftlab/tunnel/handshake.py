@@ -12,11 +12,11 @@ import asyncio
 import ssl
 from dataclasses import dataclass
 
-from sftlab import messages
-from sftlab.messages import AttemptFailure
-from sftlab.tunnel_files import owner_port
-from sftlab.tunnel_link import HubServices, Link, Sessions, Tunnel, TunnelDevice, settle
-from sftlab.tunnel_tls import (
+from sftlab.tunnel import messages
+from sftlab.tunnel.files import owner_port
+from sftlab.tunnel.link import HubServices, Link, Sessions, Tunnel, TunnelDevice, settle
+from sftlab.tunnel.messages import AttemptFailure
+from sftlab.tunnel.tls import (
     STEP_TIMEOUT,
     Streams,
     cert_failure,

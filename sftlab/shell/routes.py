@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import asyncssh
 
-from sftlab.server import Endpoint, listen
-from sftlab.spec import Direct
+from sftlab.fleet.spec import Direct
+from sftlab.shell.server import Endpoint, listen
 
 _FILLERS = 3
 

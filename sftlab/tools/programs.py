@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from sftlab import control
+from sftlab.tools import control
 
 TOOLS_FMC = ("sftunnel_status.pl", "generate_certs.pl", "pmtool")
 TOOLS_FTD = ("sftunnel_status.pl", "pmtool")
@@ -39,7 +39,7 @@ def install_tools(bin_dir: Path, names: Sequence[str], *, python: str = sys.exec
     for name in names:
         script = bin_dir / name
         script.write_text(
-            f"#!{python}\nimport sys\nfrom sftlab.tools import main\nsys.exit(main(sys.argv))\n"
+            f"#!{python}\nimport sys\nfrom sftlab.tools.programs import main\nsys.exit(main(sys.argv))\n"
         )
         script.chmod(0o755)
 

@@ -22,9 +22,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
-from sftlab import messages
-from sftlab.layout import DeviceTree
-from sftlab.messages import AttemptFailure
+from sftlab.fleet.layout import DeviceTree
+from sftlab.tunnel import messages
+from sftlab.tunnel.messages import AttemptFailure
 
 __all__ = [
     "CIPHER",

@@ -44,7 +44,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sftlab.pathmap import HeredocTracker, PathMap, StreamUnmapper, overlap_len
+from sftlab.shell.pathmap import HeredocTracker, PathMap, StreamUnmapper, overlap_len
 
 _log = logging.getLogger(__name__)
 

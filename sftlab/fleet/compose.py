@@ -20,20 +20,20 @@ from typing import Literal
 
 import asyncssh
 
-from sftlab import control, regen, tools
-from sftlab.addresses import allocate
-from sftlab.files import JUMP_USER, write_client_files
-from sftlab.jump import Address, listen_jump
-from sftlab.keys import KeyPool, default_cache_dir
-from sftlab.layout import DEVICE_PREFIXES, DeviceTree
-from sftlab.pathmap import PathMap
-from sftlab.routes import FrontDoor
-from sftlab.seed import FleetFiles, FmcPlan, Identity, seed_fleet
-from sftlab.server import ClishStatus, Endpoint, listen
-from sftlab.sftunnel import SftunnelHub, TunnelDevice
-from sftlab.shell import DeviceFace
-from sftlab.spec import FMC_NAMES, JUMP, PRIMARY, Knobs, LabSpec, ResolvedLab, resolve
-from sftlab.status_text import render_brief, render_status
+from sftlab.fleet.addresses import allocate
+from sftlab.fleet.client_files import JUMP_USER, write_client_files
+from sftlab.fleet.keys import KeyPool, default_cache_dir
+from sftlab.fleet.layout import DEVICE_PREFIXES, DeviceTree
+from sftlab.fleet.seed import FleetFiles, FmcPlan, Identity, seed_fleet
+from sftlab.fleet.spec import FMC_NAMES, JUMP, PRIMARY, Knobs, LabSpec, ResolvedLab, resolve
+from sftlab.shell.jump import Address, listen_jump
+from sftlab.shell.pathmap import PathMap
+from sftlab.shell.routes import FrontDoor
+from sftlab.shell.server import ClishStatus, Endpoint, listen
+from sftlab.shell.texts import DeviceFace
+from sftlab.tools import control, programs, regen
+from sftlab.tools.status_text import render_brief, render_status
+from sftlab.tunnel.hub import SftunnelHub, TunnelDevice
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +285,7 @@ async def _build(
     )
     await fleet.control_server.start()
     shim_dir = fleet.directory / "labbin"
-    tools.install_shims(shim_dir)
+    programs.install_shims(shim_dir)
     for name, ip in addresses.items():
         fleet.devices[name] = await _start_device(fleet, name, uuids[name], ip, roots[name], shim_dir)
     down = [
@@ -315,8 +315,8 @@ async def _start_device(
         return await _start_jump(fleet, device_uuid, root, shim_dir, (known, presented))
     tree = DeviceTree(root, _kind(name))
     version, build, model = FMC_VERSION if tree.kind == "fmc" else FTD_VERSION
-    tools.install_tools(
-        tree.host_path(tree.bin_dir), tools.TOOLS_FMC if tree.kind == "fmc" else tools.TOOLS_FTD
+    programs.install_tools(
+        tree.host_path(tree.bin_dir), programs.TOOLS_FMC if tree.kind == "fmc" else programs.TOOLS_FTD
     )
     endpoint = Endpoint(
         name=name,

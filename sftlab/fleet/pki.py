@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from sftlab.spec import CaFormat
+from sftlab.fleet.spec import CaFormat
 
 CA_DAYS = 3650
 ORGANIZATION = "Cisco Systems, Inc"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from sftlab.spec import JUMP, PRIMARY, SECONDARY, ftd_names
+from sftlab.fleet.spec import JUMP, PRIMARY, SECONDARY, ftd_names
 
 
 def allocate(network: str, ftds: int) -> dict[str, str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from sftlab.pki import oneline_dn
+from sftlab.fleet.pki import oneline_dn
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # OpenSSL's X509_V_ERR_CERT_NOT_YET_VALID and X509_V_ERR_CERT_HAS_EXPIRED: time errors, where the trust anchor

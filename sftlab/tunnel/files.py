@@ -11,7 +11,7 @@ import base64
 import binascii
 import contextlib
 
-from sftlab.layout import DeviceTree, PeerRecord, write_file_atomic
+from sftlab.fleet.layout import DeviceTree, PeerRecord, write_file_atomic
 
 __all__ = ["PUSH_FILES", "owner_port", "peer_record", "software", "store_push", "touch_heartbeat"]
 

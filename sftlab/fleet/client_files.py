@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from sftlab.layout import write_file_atomic
-from sftlab.spec import FMC_NAMES, JUMP, PRIMARY, SECONDARY
+from sftlab.fleet.layout import write_file_atomic
+from sftlab.fleet.spec import FMC_NAMES, JUMP, PRIMARY, SECONDARY
 
 if TYPE_CHECKING:
-    from sftlab.fleet import Fleet, LabDevice
+    from sftlab.fleet.compose import Fleet, LabDevice
 
 PAIR_NAME = "lab"
 SITE = "lab"

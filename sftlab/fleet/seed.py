@@ -18,9 +18,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sftlab import pki
-from sftlab.keys import KeyPool
-from sftlab.layout import (
+from sftlab.fleet import pki
+from sftlab.fleet.keys import KeyPool
+from sftlab.fleet.layout import (
     FTD_NGFW_LINKS,
     DeviceKind,
     DeviceTree,
@@ -28,7 +28,7 @@ from sftlab.layout import (
     format_ims_conf,
     format_sftunnel_conf,
 )
-from sftlab.spec import CaFormat
+from sftlab.fleet.spec import CaFormat
 
 # Peer certificates were issued at registration, within the last year (or with the CA if it is younger),
 # so they outlive an expiring CA as real 3650-day device certificates do.

@@ -22,11 +22,11 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sftlab import pki
-from sftlab.keys import KeyPool
-from sftlab.layout import DeviceTree, PeerRecord, append_line, write_file_atomic
-from sftlab.sftunnel import SftunnelHub, TunnelDevice
-from sftlab.spec import CaFormat
+from sftlab.fleet import pki
+from sftlab.fleet.keys import KeyPool
+from sftlab.fleet.layout import DeviceTree, PeerRecord, append_line, write_file_atomic
+from sftlab.fleet.spec import CaFormat
+from sftlab.tunnel.hub import SftunnelHub, TunnelDevice
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # The order generate_certs.pl reports (and we push) a peer's files in (device-facts 3.2).

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 
 import asyncssh
 
-from sftlab.server import DeviceServer, Endpoint, listen
+from sftlab.shell.server import DeviceServer, Endpoint, listen
 
 log = logging.getLogger(__name__)
 

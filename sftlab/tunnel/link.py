@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sftlab import messages
-from sftlab.layout import DeviceTree
-from sftlab.messages import MessagesLog
-from sftlab.status_text import DOWN_REASON, PeerState
-from sftlab.tunnel_files import peer_record, software, store_push, touch_heartbeat
-from sftlab.tunnel_tls import STEP_TIMEOUT, Streams, receive, send
+from sftlab.fleet.layout import DeviceTree
+from sftlab.tools.status_text import DOWN_REASON, PeerState
+from sftlab.tunnel import messages
+from sftlab.tunnel.files import peer_record, software, store_push, touch_heartbeat
+from sftlab.tunnel.messages import MessagesLog
+from sftlab.tunnel.tls import STEP_TIMEOUT, Streams, receive, send
 
 __all__ = ["HubServices", "Link", "LinkEnd", "Sessions", "Tunnel", "TunnelDevice", "TunnelView", "settle"]
 

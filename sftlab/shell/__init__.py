@@ -1,0 +1,1 @@
+"""What an operator meets over SSH: the server, CLISH texts, real bash on a pty, the jump server, routes."""
