@@ -17,7 +17,8 @@ import yaml
 from pydantic import SecretStr
 
 from pipeline.errors import ConfigError
-from pipeline.inventory import Inventory, SecretRef, load_inventory
+from pipeline.inventory import Inventory, SecretRef
+from pipeline.inventory_loader import load_inventory
 
 #: Permission bits a secrets file may have: read and write for its owner, nothing for anyone else.
 ALLOWED_SECRETS_MODE = 0o600

@@ -2,8 +2,8 @@
 
 Generic: what a mapping, a fixed-shape mapping, a list or a text value must look like, and the messages for
 when they don't. Which fields a file has and how to fix a missing one are the caller's rules (see
-`pipeline.inventory`). Problems are `InventoryProblem`s; no message quotes a value that was refused for its
-type or its syntax, so a password written in the wrong place is never echoed.
+`pipeline.inventory_loader`). Problems are `InventoryProblem`s; no message quotes a value that was refused
+for its type or its syntax, so a password written in the wrong place is never echoed.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from pipeline.devices.session import DeviceSession
 from pipeline.errors import DeviceUnreachableError
 
-#: Longest command line a session accepts (`shells.MAX_COMMAND`), less a margin.
+#: Longest command line a session accepts (`framing.MAX_COMMAND`), less a margin.
 _MAX_COMMAND = 380
 
 

@@ -1,7 +1,7 @@
 """A root shell over an interactive terminal, whatever carries its bytes: the climb, commands and files.
 
 After login the session climbs CLISH -> expert -> root with the pure decisions of `shells`, then runs each
-command framed by markers carrying a fresh nonce (`shells.frame`), so it never depends on the device's prompt.
+command framed by markers carrying a fresh nonce (`framing`), so it never depends on the device's prompt.
 Files travel as base64 in short command lines and are checked by SHA-256 on both ends (`transfer`).
 `RootShell` leaves the bytes to its subclass (`FabricSession`: paramiko), which also opens and closes.
 
@@ -35,7 +35,7 @@ from typing import NoReturn
 
 from pydantic import SecretStr
 
-from pipeline.devices import shells
+from pipeline.devices import framing, shells
 from pipeline.devices.session import Answer, CommandResult, Route
 from pipeline.devices.transfer import TransferCheckError, WritePlan, check_read, read_command
 from pipeline.errors import (
@@ -187,9 +187,9 @@ class RootShell(ABC):
         """Type one framed command and read until its end marker; `label` names it in errors (default: its
         first word). Lost connections and timeouts close the session and raise DeviceUnreachableError."""
         nonce = secrets.token_hex(8)
-        framed = shells.FramedOutput(nonce, answers)
+        framed = framing.FramedOutput(nonce, answers)
         label = label or (command.split(maxsplit=1)[0] if command.strip() else "(empty)")
-        self._type(shells.frame(command, nonce), label)
+        self._type(framing.frame(command, nonce), label)
         deadline = time.monotonic() + timeout
         while framed.result is None:
             chunk = self._read(deadline, label, on_timeout=timeout)

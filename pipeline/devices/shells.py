@@ -1,10 +1,11 @@
 """The FMC/FTD shell ladder as data, and the pure decisions a session makes on it.
 
 Like scrapli's PRIVS and unicon's FTD states: three levels, each known by its prompt (device-facts 1 and 12).
-`decide` looks at what the device printed since our last action and says what to do next; the I/O loop in
-`fabric_session` only carries the action out. Once at root, prompts are never interpreted again: commands are
-framed by markers (`frame`, `FramedOutput`), so bash's heredoc prompt `> ` can't be taken for CLISH, and a
-prompt change (or a shortened prompt like T225502's `device$`) doesn't break command parsing.
+`decide` looks at what the device printed since our last action and says what to do next; the driver
+(`root_shell`) only carries the action out. Once at root, prompts are never interpreted again: commands are
+framed by markers (`framing`), so bash's heredoc prompt `> ` can't be taken for CLISH, and a prompt change
+(or a shortened prompt like T225502's `device$`) doesn't break command parsing. `normalize` and `last_lines`
+(terminal text as plain lines) serve both.
 
 Nothing here touches a socket, a clock or the secrets: the password is an action (`SendPassword`), never text.
 It is decided only right after `sudo su`, at sudo's own `Password:` question (`_MOVES`: a password prompt in
@@ -16,11 +17,8 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
-
-from pipeline.devices.session import Answer, CommandResult
 
 LevelName = Literal["clish", "expert", "root"]
 
@@ -59,7 +57,6 @@ SUDO_GAVE_UP = re.compile(r"incorrect password attempts?")
 MAX_ACTIONS = 3
 
 _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]")
-_UNFINISHED = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*|\][^\x07\x1b\n]*|[()])?\Z")
 
 
 def normalize(text: str) -> str:
@@ -249,90 +246,3 @@ def _at(climb: Climb, phase: Phase, level: LevelName | None, *, sent: bool) -> C
 
 def _fail(climb: Climb, kind: FailKind, text: str) -> Fail:
     return Fail(kind, _EXPECTED[climb.phase], last_lines(text))
-
-
-# ---------------------------------------------------------------- commands at root
-
-#: Longest command a caller may run. Framing adds under 70 characters, and with a 1024-column terminal the
-#: typed line never wraps, whatever the prompt (the markers would survive a wrapped echo anyway).
-MAX_COMMAND = 400
-_BEGIN = "SFTRB"
-_END = "SFTRE"
-
-
-def frame(command: str, nonce: str) -> str:
-    """`command` between a begin and an end marker that carry `nonce` and the exit status.
-
-    The markers are typed as `SFTRB""<nonce>` and `SFTRE""<nonce>:$?.`, so the terminal's echo of the line
-    never looks like the markers bash prints. `command` must be one complete line (no newline, no trailing
-    `;` or `&`) of at most MAX_COMMAND characters: a ValueError otherwise, before anything is sent.
-    """
-    if "\n" in command or "\r" in command:
-        raise ValueError("a command is one line; split it or use a script file")
-    if len(command) > MAX_COMMAND:
-        raise ValueError(f"command of {len(command)} characters; keep it to {MAX_COMMAND} or fewer")
-    return f'echo {_BEGIN}""{nonce}; {command}; echo {_END}""{nonce}:$?.'
-
-
-class FramedOutput:
-    """Collects one framed command's output as it arrives, and says which answers to type when.
-
-    `feed` takes raw terminal text and returns the replies to send now; `result` is set once the end marker
-    arrived. Answers are matched in order, each once, against output not yet answered. Text is normalized as
-    it comes (an escape sequence or `\r\n` cut by a chunk boundary is held back), so a long output costs
-    linear time.
-    """
-
-    def __init__(self, nonce: str, answers: Sequence[Answer] = ()) -> None:
-        self._begin = re.compile(rf"{_BEGIN}{re.escape(nonce)}\n")
-        self._end = re.compile(rf"{_END}{re.escape(nonce)}:(\d+)\.")
-        self._marker_len = len(_END) + len(nonce) + 24
-        self._answers = [(re.compile(answer.prompt), answer.reply) for answer in answers]
-        self._text = ""
-        self._held = ""
-        self._scanned = 0
-        self._start: int | None = None
-        self._answered = 0
-        self.result: CommandResult | None = None
-
-    def feed(self, raw: str) -> list[str]:
-        complete, self._held = _split_held(self._held + raw)
-        self._text += normalize(complete)
-        if self._start is None:
-            begin = self._begin.search(self._text, max(0, self._scanned - self._marker_len))
-            self._scanned = len(self._text)
-            if begin is None:
-                return []
-            self._start = self._answered = self._scanned = begin.end()
-        end = self._end.search(self._text, max(self._start, self._scanned - self._marker_len))
-        self._scanned = len(self._text)
-        if end is not None:
-            self.result = CommandResult(int(end.group(1)), self._text[self._start : end.start()])
-            return []
-        return self._due_replies()
-
-    def _due_replies(self) -> list[str]:
-        replies: list[str] = []
-        while self._answers:
-            prompt, reply = self._answers[0]
-            match = prompt.search(self._text, self._answered)
-            if match is None:
-                break
-            self._answered = match.end()
-            self._answers.pop(0)
-            replies.append(reply)
-        return replies
-
-    @property
-    def partial(self) -> str:
-        """The output after the begin marker so far (for an error message after a timeout; redact it)."""
-        return self._text[self._start :] if self._start is not None else ""
-
-
-def _split_held(raw: str) -> tuple[str, str]:
-    """`raw` cut before a trailing `\r` or an unfinished escape sequence, which the next chunk completes."""
-    cut = len(raw) - 1 if raw.endswith("\r") else len(raw)
-    esc = raw.rfind("\x1b", max(0, cut - 64), cut)
-    if esc != -1 and _UNFINISHED.match(raw[:cut], esc):
-        cut = esc
-    return raw[:cut], raw[cut:]

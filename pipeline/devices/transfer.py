@@ -1,7 +1,7 @@
 """Files through a typed shell: the command lines of one atomic write, and the checks on what comes back.
 
 Pure: this module builds command lines and checks output; `root_shell` types them. Files travel as base64 in
-`printf` lines short enough to type (`shells.MAX_COMMAND`) and are checked by SHA-256 on both ends. A
+`printf` lines short enough to type (`framing.MAX_COMMAND`) and are checked by SHA-256 on both ends. A
 write's temporary files are `.<name>.sftrenew-<nonce>.tmp[.b64]` next to its target (`session.TEMP_GLOB`).
 No message raised here holds file content or base64.
 """
@@ -16,7 +16,7 @@ import secrets
 import shlex
 from dataclasses import dataclass
 
-from pipeline.devices import shells
+from pipeline.devices import framing
 
 _CHUNK_FLOOR = 64
 _OWNER_RE = re.compile(r"[a-z_][\w.-]*:[a-z_][\w.-]*\Z")
@@ -29,7 +29,7 @@ class TransferCheckError(ValueError):
 
 @dataclass(frozen=True)
 class WritePlan:
-    """The command lines of one atomic write, each short enough to type (`shells.MAX_COMMAND`).
+    """The command lines of one atomic write, each short enough to type (`framing.MAX_COMMAND`).
 
     The temp files sit in the target's folder (a rename within one folder is atomic); the finishing line
     runs in a subshell that `cd`s there, so the long folder path is typed once and the session's cwd stays.
@@ -65,7 +65,7 @@ class WritePlan:
             cleanup=f"rm -f {shlex.quote(tmp)} {shlex.quote(b64)}",
         )
         for line in (plan.create, plan.finish, plan.commit, plan.cleanup):
-            shells.frame(line, "")  # ValueError now, before anything is sent (the nonce is not checked)
+            framing.frame(line, "")  # ValueError now, before anything is sent (the nonce is not checked)
         return plan
 
     def check_finished(self, output: str) -> None:
@@ -78,10 +78,10 @@ class WritePlan:
 
 def _chunk_lines(encoded: str, quoted_b64_path: str) -> tuple[str, ...]:
     """`printf` lines appending `encoded` to the .b64 file, each as long as a typed line allows."""
-    budget = shells.MAX_COMMAND - len(f"printf '%s' '' >> {quoted_b64_path}")
+    budget = framing.MAX_COMMAND - len(f"printf '%s' '' >> {quoted_b64_path}")
     size = budget // 4 * 4
     if size < _CHUNK_FLOOR:
-        raise ValueError(f"folder path too long to write in {shells.MAX_COMMAND}-character commands")
+        raise ValueError(f"folder path too long to write in {framing.MAX_COMMAND}-character commands")
     return tuple(
         f"printf '%s' '{encoded[start : start + size]}' >> {quoted_b64_path}"
         for start in range(0, len(encoded), size)

@@ -17,7 +17,7 @@ from sftlab.fleet.layout import write_file_atomic
 from sftlab.fleet.spec import FMC_NAMES, JUMP, PRIMARY, SECONDARY
 
 if TYPE_CHECKING:
-    from sftlab.fleet.compose import Fleet, LabDevice
+    from sftlab.fleet.running import Fleet, LabDevice
 
 PAIR_NAME = "lab"
 SITE = "lab"

@@ -1,219 +1,47 @@
-"""Start, steer and stop a whole simulated fleet: an FMC pair, N FTDs and a jump server, on loopback.
+"""Start a whole simulated fleet: an FMC pair, N FTDs and a jump server, on loopback (the composition root).
 
 `start_fleet` binds every listener, seeds every device's files, brings the sftunnels up and only then writes
 the files a client needs (`inventory.yaml`, `known_hosts`, the secrets file, `lab.json`): their presence is
-the readiness signal. `Fleet.set_knobs` changes a device's behaviour while it runs (a route opened, a host key
-changed), which is how tests move a fleet from one situation to the next.
+the readiness signal. It returns a `running.Fleet`, which is steered and stopped from there; the devices'
+tools are served by `control_ops`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 import asyncssh
 
+from sftlab.fleet import control_ops
 from sftlab.fleet.addresses import allocate
 from sftlab.fleet.client_files import JUMP_USER, write_client_files
 from sftlab.fleet.keys import KeyPool, default_cache_dir
 from sftlab.fleet.layout import DEVICE_PREFIXES, DeviceTree
+from sftlab.fleet.running import Fleet, LabDevice, Role
 from sftlab.fleet.seed import FleetFiles, FmcPlan, Identity, seed_fleet
-from sftlab.fleet.spec import FMC_NAMES, JUMP, PRIMARY, Knobs, LabSpec, ResolvedLab, resolve
-from sftlab.shell.jump import Address, listen_jump
+from sftlab.fleet.spec import FMC_NAMES, JUMP, PRIMARY, LabSpec, resolve
+from sftlab.shell.jump import listen_jump
 from sftlab.shell.pathmap import PathMap
 from sftlab.shell.routes import FrontDoor
-from sftlab.shell.server import ClishStatus, Endpoint, listen
+from sftlab.shell.server import listen
+from sftlab.shell.session import ClishStatus, Endpoint
 from sftlab.shell.texts import DeviceFace
-from sftlab.tools import control, programs, regen
-from sftlab.tools.status_text import render_brief, render_status
+from sftlab.tools import control, programs
+from sftlab.tools.status_text import render_brief
 from sftlab.tunnel.hub import SftunnelHub, TunnelDevice
 
 log = logging.getLogger(__name__)
 
-Role = Literal["fmc-primary", "fmc-secondary", "ftd", "jump"]
 FMC_VERSION = ("7.2.9", "78", "Secure Firewall Management Center for VMware (66)")
 FTD_VERSION = ("7.2.5", "208", "Cisco Firepower Threat Defense for VMware (75)")
-
-
-@dataclass
-class LabDevice:
-    """One running device: identity, files, SSH listeners and the knobs in force."""
-
-    name: str
-    role: Role
-    uuid: str
-    ip: str
-    root: Path
-    endpoint: Endpoint
-    presented_key: asyncssh.SSHKey
-    known_key: asyncssh.SSHKey
-    front: FrontDoor | None = None
-    back: asyncssh.SSHAcceptor | None = None
-    back_port: int | None = None
-    jump_acceptor: asyncssh.SSHAcceptor | None = None
-
-    @property
-    def kind(self) -> Literal["fmc", "ftd", "jump"]:
-        return "fmc" if self.role.startswith("fmc") else "jump" if self.role == "jump" else "ftd"
-
-    @property
-    def port(self) -> int:
-        if self.jump_acceptor is not None:
-            return self.jump_acceptor.get_port()
-        assert self.front is not None  # noqa: S101 - every non-jump device has a front door
-        return self.front.port
-
-    @property
-    def knobs(self) -> Knobs:
-        return self.endpoint.knobs
-
-
-@dataclass
-class Fleet:
-    """A running lab. Use `start_fleet` to make one and `stop` to end it."""
-
-    directory: Path
-    lab: ResolvedLab
-    devices: dict[str, LabDevice]
-    hub: SftunnelHub
-    keys: KeyPool
-    admin_password: str
-    jump_password: str
-    addresses: dict[str, str]
-    control_server: control.ControlServer | None = None
-    started_utc: datetime = field(default_factory=lambda: datetime.now(UTC))
-    #: Per device: how many `pmtool restartbyid sftunnel` really restarted its sftunnel (`restarts`).
-    restart_counts: dict[str, int] = field(default_factory=dict)
-    #: Devices whose one dropped restart (`restart: drop_once`) has happened.
-    restart_dropped: set[str] = field(default_factory=set)
-
-    @property
-    def inventory_path(self) -> Path:
-        return self.directory / "inventory.yaml"
-
-    def tree(self, name: str) -> DeviceTree:
-        device = self.devices[name]
-        return DeviceTree(device.root, "fmc" if device.kind == "fmc" else "ftd")
-
-    def tunnel_device(self, name: str) -> TunnelDevice:
-        device = self.devices[name]
-        return TunnelDevice(name=name, hostname=name, uuid=device.uuid, ip=device.ip, tree=self.tree(name))
-
-    def routes(self) -> Mapping[Address, Address | None]:
-        """What the jump server can reach: published address -> the device's jump-only listener."""
-        table: dict[Address, Address | None] = {}
-        for device in self.devices.values():
-            if device.front is None:
-                continue
-            reach = device.knobs.via_jump and device.back_port is not None
-            table[(device.ip, device.front.port)] = (device.ip, device.back_port) if reach else None  # type: ignore[assignment]
-        return table
-
-    async def set_knobs(self, name: str, **changes: object) -> None:
-        """Change a device's behaviour now: routes, host key, latency, sudo, passwords, drops."""
-        device = self.devices[name]
-        old = device.knobs
-        new = old.model_copy(update=changes)
-        Knobs.model_validate(new.model_dump())  # the same checks as at load time
-        device.endpoint.knobs = new
-        device.endpoint.password = self._device_password(name, new)
-        if device.front is not None and new.direct != old.direct:
-            await device.front.set_mode(new.direct)
-        if new.host_key_changed and not old.host_key_changed:
-            device.presented_key = asyncssh.generate_private_key("ssh-ed25519")
-            for acceptor in (
-                device.front.acceptor if device.front else None,
-                device.back,
-                device.jump_acceptor,
-            ):
-                if acceptor is not None:
-                    acceptor.update(server_host_keys=[device.presented_key])
-
-    def _device_password(self, name: str, knobs: Knobs) -> str:
-        base = self.jump_password if name == JUMP else self.admin_password
-        return base + "-rotated" if knobs.wrong_password else base
-
-    async def restart_sftunnel(self, name: str) -> None:
-        """Restart the device's sftunnel from outside (a test's hand); not counted in `restarts`."""
-        await self.hub.restart(name)
-
-    def restarts(self, name: str) -> int:
-        """How often the device's own `pmtool restartbyid sftunnel` restarted its sftunnel: a restart whose
-        connection the `drop_once` knob cut does not count, nor `restart_sftunnel`."""
-        return self.restart_counts.get(name, 0)
-
-    async def _pmtool_restart(self, name: str) -> control.Reply:
-        """`pmtool restartbyid sftunnel`. With `restart: drop_once`, the device's first one cuts every SSH
-        connection to the device before anything restarts (the pmtool process dies with its session's bash, as
-        it would with a network that fails between a push's write and its restart); later ones restart."""
-        device = self.devices[name]
-        if device.knobs.restart == "drop_once" and name not in self.restart_dropped:
-            self.restart_dropped.add(name)
-            for session in list(device.endpoint.sessions):
-                session.abort()
-            return {"stdout": "", "stderr": "Connection to the device lost\n", "code": 255}
-        await self.hub.restart(name)
-        self.restart_counts[name] = self.restart_counts.get(name, 0) + 1
-        return {"stdout": "", "stderr": "", "code": 0}
-
-    async def handle_control(self, request: control.Request) -> control.Reply:
-        """Serve the device tools (see `lab.tools`)."""
-        name = str(request["device"])
-        op = request["op"]
-        tree = self.tree(name)
-        now = datetime.now(UTC)
-        if op == "status":
-            peer = request.get("peer")
-            out, err, code = render_status(
-                device_ip=self.devices[name].ip,
-                start_time_utc=self.hub.started_utc(name),
-                states=self.hub.peer_states(name),
-                peer_filter=str(peer) if peer else None,
-                script_path=f"{tree.bin_dir}/sftunnel_status.pl",
-            )
-            return {"stdout": out, "stderr": err, "code": code}
-        if op == "restart":
-            return await self._pmtool_restart(name)
-        if op == "pmtool_status":
-            return {"stdout": _pmtool_status(tree), "stderr": "", "code": 0}
-        if op == "ca_expiry":
-            return {"stdout": regen.ca_expiry_line(tree, now) + "\n", "stderr": "", "code": 0}
-        if op == "regenerate":
-            report = await regen.regenerate(self.hub, self.tunnel_device(name), keys=self.keys, now_utc=now)
-            return {"stdout": report.stdout, "stderr": "", "code": 0}
-        return {"stdout": "", "stderr": f"lab: unknown control op {op!r}\n", "code": 64}
-
-    async def stop(self) -> None:
-        """Close every listener, session, shell and tunnel; nothing is left running."""
-        for device in self.devices.values():
-            for session in list(device.endpoint.sessions):
-                session.abort()
-            if device.front is not None:
-                await device.front.close()
-            for acceptor in (device.back, device.jump_acceptor):
-                if acceptor is not None:
-                    acceptor.close()
-                    await acceptor.wait_closed()
-        await self.hub.close()
-        if self.control_server is not None:
-            await self.control_server.close()
-
-
-def _pmtool_status(tree: DeviceTree) -> str:
-    # ASSUMED format (device-facts 7.1).
-    return (
-        "sftunnel (system) - Running 4171\n"
-        f"Command: {tree.bin_dir.replace('/bin', '')}/bin/sftunnel -d -f {tree.SFTUNNEL_CONF}\n"
-        "PID File: /var/sf/run/sftunnel.pid\n"
-        f"Enable File: {tree.SFTUNNEL_CONF}\n"
-    )
 
 
 def _device_uuid() -> str:
@@ -281,7 +109,7 @@ async def _build(
         None, lambda: seed_fleet(plan, keys=fleet.keys, now_utc=now)
     )
     fleet.control_server = control.ControlServer(
-        control.socket_path_for(fleet.directory), fleet.handle_control
+        control.socket_path_for(fleet.directory), functools.partial(control_ops.handle, fleet)
     )
     await fleet.control_server.start()
     shim_dir = fleet.directory / "labbin"
@@ -322,7 +150,7 @@ async def _start_device(
         name=name,
         face=DeviceFace(tree.kind, name, device_uuid, version, build, model),
         login_user="admin",
-        password=fleet._device_password(name, knobs),
+        password=fleet.device_password(name, knobs),
         landing="clish",
         home=knobs.home or tree.home,
         pathmap=PathMap(str(root), DEVICE_PREFIXES),
@@ -367,7 +195,7 @@ def _clish_status(fleet: Fleet, name: str) -> ClishStatus:
     async def status(brief: bool) -> str:
         if brief:
             return render_brief(fleet.hub.peer_states(name))
-        reply = await fleet.handle_control({"op": "status", "device": name, "peer": None})
+        reply = await control_ops.handle(fleet, {"op": "status", "device": name, "peer": None})
         return str(reply["stdout"])
 
     return status
@@ -386,7 +214,7 @@ async def _start_jump(
         name=name,
         face=DeviceFace("ftd", name, device_uuid, "", "", "Linux"),
         login_user=JUMP_USER,
-        password=fleet._device_password(name, fleet.lab.knobs[name]),
+        password=fleet.device_password(name, fleet.lab.knobs[name]),
         landing="bash",
         home=home,
         pathmap=pathmap,

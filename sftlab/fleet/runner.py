@@ -15,8 +15,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from sftlab.fleet.compose import Fleet, start_fleet
+from sftlab.fleet.compose import start_fleet
 from sftlab.fleet.keys import KeyPool
+from sftlab.fleet.running import Fleet
 from sftlab.fleet.spec import LabSpec
 
 T = TypeVar("T")

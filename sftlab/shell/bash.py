@@ -1,15 +1,11 @@
 """A device's expert/root shell: real bash on a pseudo-terminal, its absolute paths kept in the device folder.
 
 Clients must meet real bash (redirections, heredocs, ``$?``, coreutils, openssl), so the lab runs one, and
-maps device paths to host paths on the way in and back on the way out (:mod:`lab.pathmap`). The SSH side
-owns the client's terminal: it echoes, edits lines and turns ``\\n`` into ``\\r\\n``; so the pty here runs
-with ECHO and OPOST off, and with line editing characters disabled.
-
-Bash's ``PS1`` is a marker carrying ``$?`` and ``$PWD``, framed by ``\\x1e``/``\\x1f`` and a per-shell random
-nonce that output cannot guess; the marker becomes a :class:`Prompt` event and never reaches the client.
-``PS2`` stays ``'> '`` and arrives as ordinary output. The marker is ``PS1``, printed as bash is about to
-read, and not a ``PROMPT_COMMAND``: bash runs that as a non-interactive snippet, and a hang-up that lands
-while it finishes (right after the client saw the prompt) would end bash without saving its history.
+maps device paths to host paths on the way in and back on the way out (:mod:`sftlab.shell.pathmap`). What
+goes over bash's pty (its settings, how a line is written so bash gets it byte for byte, the prompt marker
+that becomes a :class:`Prompt` event and never reaches the client) is :mod:`sftlab.shell.bash_tty`'s; the
+processes behind the shell (its session hung up and killed, the user namespace of a root shell) are
+:mod:`sftlab.shell.processes`'.
 
 History is kept as a device's bash keeps it, because clients must not get away with typing secrets into a
 shell that records them: bash's defaults apply (``HISTFILE=~/.bash_history`` of the shell's user, default
@@ -18,44 +14,29 @@ history``, ``unset HISTFILE`` or ``HISTFILE=/dev/null`` turn it off as they do o
 line it got, whose device paths were mapped, so when bash has ended the default history file is unmapped
 back to device paths (a ``HISTFILE`` the user points elsewhere keeps host paths). A shell started with
 ``history=False`` is ``ssh host command``'s non-interactive shell, which records nothing.
-
-Lines are written in canonical mode, so a program bash starts reads the lines meant for it, as on a device.
-Linux drops the end of a canonical line beyond 4095 bytes, so a longer line is cut into chunks separated by
-VEOF (which hands a partial line to the reader without ending the input); control characters the tty would
-act on (``^C``, ``^D``, ``^Z``, ``^\\``, ``^V``) are quoted with VLNEXT, so a line reaches bash byte for byte.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
-import contextlib
-import fcntl
 import logging
 import os
 import pty
 import secrets
 import shlex
-import shutil
-import signal
-import struct
-import termios
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sftlab.shell.pathmap import HeredocTracker, PathMap, StreamUnmapper, overlap_len
+from sftlab.shell.bash_tty import VEOF, MarkerSplitter, configure_tty, prompt_env, set_size, tty_bytes
+from sftlab.shell.pathmap import HeredocTracker, PathMap, StreamUnmapper
+from sftlab.shell.processes import hang_up, kill_session, userns_available, which
 
 _log = logging.getLogger(__name__)
 
-_CHUNK = 1024  # bytes per canonical read, well below the 4095-byte line limit of n_tty
-_VEOF = b"\x04"
-_QUOTED = frozenset(b"\x03\x04\x16\x1a\x1c")  # VINTR, VEOF, VLNEXT, VSUSP, VQUIT
-_DISABLED_CC = ("VERASE", "VKILL", "VWERASE", "VREPRINT", "VDISCARD", "VEOL", "VEOL2")
 _GRACE_S = 1.0  # SIGHUP, then this long for bash to leave, then SIGKILL for whatever is left
-_KILL_WAIT_S = 5.0  # bound on waiting for SIGKILLed processes to die (they cannot refuse)
 _READ_SIZE = 65536
-_userns: dict[str, bool] = {}  # "ok": unshare --user --map-root-user works here; "warned": said once
 _unresolved_roots: set[str] = set()  # roots already warned about
 
 
@@ -114,7 +95,7 @@ class BashShell:
         self._pm = pathmap
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._markers = _MarkerSplitter(f"\x1eSFTLAB{nonce}:")
+        self._markers = MarkerSplitter(nonce)
         self._unmapper = StreamUnmapper(pathmap)
         self._heredoc = HeredocTracker()
         self._write_lock = asyncio.Lock()
@@ -145,18 +126,18 @@ class BashShell:
         so bash's defaults apply); ``history=False`` starts bash with history off, as ``bash -c`` has it.
         Raises RuntimeError if ``setsid`` or ``bash`` is not installed.
         """
-        argv = [_which("setsid"), "--ctty"]
-        if user_ns_root and os.geteuid() != 0 and await _userns_available():
-            argv += [_which("unshare"), "--user", "--map-root-user"]
-        argv += [_which("bash"), "--noprofile", "--norc", "--noediting"]
+        argv = [which("setsid"), "--ctty"]
+        if user_ns_root and os.geteuid() != 0 and await userns_available():
+            argv += [which("unshare"), "--user", "--map-root-user"]
+        argv += [which("bash"), "--noprofile", "--norc", "--noediting"]
         argv += ["-i"] if history else ["+o", "history", "-i"]
         _warn_if_unresolved(pathmap.root)
         nonce = secrets.token_hex(8)
         master, slave = pty.openpty()
         try:
-            _configure_tty(slave)
+            configure_tty(slave)
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd_host, env=_shell_env(env, nonce)
+                *argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd_host, env=prompt_env(env, nonce)
             )
         except BaseException:
             os.close(master)
@@ -194,7 +175,7 @@ class BashShell:
         if "\n" in line:
             raise ValueError("send_line takes a single line without '\\n'")
         self.idle = False
-        data = _tty_bytes(self._heredoc.map_line(self._pm, line))
+        data = tty_bytes(self._heredoc.map_line(self._pm, line))
         async with self._write_lock:
             await self._write(data)
 
@@ -212,14 +193,14 @@ class BashShell:
         self._swallow += 1
         command = f"[[ -o history ]] && history -s -- {shlex.quote(line)}; (exit {self._status})"
         async with self._write_lock:
-            await self._write(_tty_bytes(command))
+            await self._write(tty_bytes(command))
 
     async def send_eof(self) -> None:
         """``^D`` at the start of a line: bash reads end of input and exits, as it does on a device (a typed
         ``exit`` would be recorded in its history; this is not). Inside a heredoc it ends the heredoc."""
         self.idle = False
         async with self._write_lock:
-            await self._write(_VEOF)
+            await self._write(VEOF)
 
     def send_interrupt(self) -> None:
         """``^C``: the tty sends SIGINT to the foreground job (bash abandons the line it was reading)."""
@@ -238,7 +219,7 @@ class BashShell:
     def resize(self, cols: int, rows: int) -> None:
         """Set the terminal size bash and its programs see (80x24 at start); they get SIGWINCH."""
         if not self._closed:
-            fcntl.ioctl(self._fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            set_size(self._fd, cols, rows)
 
     async def close(self) -> None:
         """Hang up: SIGHUP to every process of bash's session, SIGKILL to what is left after a grace.
@@ -252,9 +233,9 @@ class BashShell:
             return
         self._closed = True
         if self._proc.returncode is None:
-            _hang_up(self._proc.pid)
+            hang_up(self._proc.pid)
             await asyncio.wait({self._watcher}, timeout=_GRACE_S)
-        await _kill_session(self._proc.pid)
+        await kill_session(self._proc.pid)
         await self._watcher
         for task in list(self._tasks):
             task.cancel()
@@ -373,157 +354,8 @@ class BashShell:
             self._loop.remove_writer(self._fd)
 
 
-class _MarkerSplitter:
-    """Splits a text stream into output and prompt-marker payloads; chunks may split a marker anywhere."""
-
-    def __init__(self, head: str) -> None:
-        self._head = head
-        self._held = ""
-
-    def feed(self, text: str) -> list[tuple[bool, str]]:
-        """``(False, output)`` and ``(True, payload)`` items, in stream order."""
-        text = self._held + text
-        items: list[tuple[bool, str]] = []
-        while (start := text.find(self._head)) >= 0:
-            end = text.find("\x1f", start)
-            if end < 0:
-                break
-            items += [(False, text[:start]), (True, text[start + len(self._head) : end])]
-            text = text[end + 1 :]
-        cut = text.find(self._head)
-        cut = len(text) - overlap_len(text, self._head) if cut < 0 else cut
-        items.append((False, text[:cut]))
-        self._held = text[cut:]
-        return [item for item in items if item[0] or item[1]]
-
-    def flush(self) -> str:
-        """What is held back, as plain output (the stream ended inside what looked like a marker)."""
-        text, self._held = self._held, ""
-        return text
-
-
-def _tty_bytes(line: str) -> bytes:
-    """The bytes to write for one line: specials quoted with VLNEXT, VEOF every _CHUNK bytes, then ``\\n``."""
-    out = bytearray()
-    size = 0
-    for byte in line.encode():
-        token = bytes((0x16, byte)) if byte in _QUOTED else bytes((byte,))
-        if size + len(token) > _CHUNK:
-            out += _VEOF
-            size = 0
-        out += token
-        size += len(token)
-    return bytes(out + b"\n")
-
-
-def _configure_tty(fd: int) -> None:
-    """Canonical input with signals, no echo, no output processing, no editing characters, 80x24."""
-    attrs = termios.tcgetattr(fd)
-    attrs[0] &= ~(termios.ICRNL | termios.INLCR | termios.IGNCR | termios.IXON | termios.IXOFF)
-    attrs[1] &= ~termios.OPOST
-    attrs[3] &= ~(termios.ECHO | termios.ECHONL)
-    attrs[3] |= termios.ICANON | termios.ISIG | termios.IEXTEN
-    for name in _DISABLED_CC:
-        attrs[6][getattr(termios, name)] = b"\x00"
-    termios.tcsetattr(fd, termios.TCSANOW, attrs)
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-
-
-def _shell_env(env: Mapping[str, str], nonce: str) -> dict[str, str]:
-    """``env`` and the prompt settings; no ``HIST*`` here, so bash keeps history as its defaults say."""
-    return {
-        **env,
-        "PS0": "",
-        "PS1": f"\\036SFTLAB{nonce}:$?:$PWD\\037",  # bash decodes the octal escapes, then expands $? and $PWD
-        "PS2": "> ",
-    }
-
-
 def _warn_if_unresolved(root: str) -> None:
     """Tools that resolve symlinks (``readlink -f``, ``pwd -P``) print real paths, which are not unmapped."""
     if root not in _unresolved_roots and os.path.realpath(root) != root:
         _unresolved_roots.add(root)
         _log.warning("device root %s is not a resolved path; resolved paths in output stay host paths", root)
-
-
-def _which(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise RuntimeError(f"{name} not found on PATH; the lab's device shells need it")
-    return path
-
-
-async def _userns_available() -> bool:
-    """Whether ``unshare --user --map-root-user`` works for this user (probed once per process)."""
-    if "ok" not in _userns:
-        probe = await asyncio.create_subprocess_exec(
-            _which("unshare"),
-            "--user",
-            "--map-root-user",
-            _which("true"),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, err = await probe.communicate()
-        _userns["ok"] = probe.returncode == 0
-        if not _userns["ok"] and not _userns.get("warned"):
-            _userns["warned"] = True
-            _log.warning(
-                "unshare --user --map-root-user failed (%s); root shells run as uid %d",
-                err.decode(errors="replace").strip(),
-                os.geteuid(),
-            )
-    return _userns["ok"]
-
-
-def _session_pids(sid: int) -> list[int]:
-    """Every process whose session is ``sid``: bash, its jobs, and what they started (zombies included)."""
-    pids = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", encoding="utf-8", errors="replace") as stat:
-                fields = stat.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if len(fields) > 3 and fields[3] == str(sid):
-            pids.append(int(entry.name))
-    return pids
-
-
-def _hang_up(sid: int) -> None:
-    for pid in _session_pids(sid):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGHUP)
-
-
-def _settle(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-async def _kill_session(sid: int) -> None:
-    """SIGKILL the session through pidfds (no pid reuse race) and wait until each process has died."""
-    loop = asyncio.get_running_loop()
-    fds: list[int] = []
-    deaths: list[asyncio.Future[None]] = []
-    for pid in _session_pids(sid):
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-        fds.append(fd)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            signal.pidfd_send_signal(fd, signal.SIGKILL)
-        death: asyncio.Future[None] = loop.create_future()
-        loop.add_reader(fd, _settle, death)
-        deaths.append(death)
-    try:
-        if deaths:
-            await asyncio.wait(deaths, timeout=_KILL_WAIT_S)
-    finally:
-        for fd in fds:
-            loop.remove_reader(fd)
-            os.close(fd)

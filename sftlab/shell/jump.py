@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping
 
 import asyncssh
 
-from sftlab.shell.server import DeviceServer, Endpoint, listen
+from sftlab.shell.server import DeviceServer, listen
+from sftlab.shell.session import Endpoint
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ from collections.abc import Callable
 import asyncssh
 
 from sftlab.fleet.spec import Direct
-from sftlab.shell.server import Endpoint, listen
+from sftlab.shell.server import listen
+from sftlab.shell.session import Endpoint
 
 _FILLERS = 3
 

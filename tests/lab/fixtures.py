@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from sftlab.fleet.compose import Fleet
 from sftlab.fleet.keys import KeyPool, default_cache_dir
 from sftlab.fleet.runner import LabRunner
+from sftlab.fleet.running import Fleet
 from sftlab.fleet.spec import build_spec
 from tests.lab.client import Shell, Target, open_client
 

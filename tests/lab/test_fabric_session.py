@@ -370,7 +370,7 @@ def test_a_failed_write_leaves_the_target_and_no_temp_files(variants: RunningLab
 def lab_bytes(lab: RunningLab, name: str) -> int:
     """What the lab counted on the device's one open SSH session: the count `drop_after_bytes` cuts at."""
     (session,) = lab.fleet.devices[name].endpoint.sessions
-    return int(session._bytes)
+    return session.bytes_counted
 
 
 # Where the cut lands, relative to the bytes one write costs: at its first command, mid-upload, and in the

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.inventory import load_inventory
+from pipeline.inventory_loader import load_inventory
 from sftlab.fleet.spec import LabSpecError, build_spec, load_spec, resolve
 from tests.lab.fixtures import RunningLab
 

@@ -20,9 +20,9 @@ from pipeline.inventory import (
     Inventory,
     JumpServer,
     SecretRef,
-    load_inventory,
     resolve_path,
 )
+from pipeline.inventory_loader import load_inventory
 
 DATA = Path(__file__).parent / "data" / "inventory"
 BAD_FILES = sorted(DATA.glob("bad_*.yaml"))
