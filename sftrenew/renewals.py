@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import getpass
 import time
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from pipeline import report, store
+from pipeline import flow, report, store
 from pipeline.errors import ConfigError
 from pipeline.inventory import Inventory
 from pipeline.secrets import read_inventory
@@ -22,6 +22,7 @@ from workers.app import make_celery
 Sub = Any
 
 EXIT_NOT_VERIFIED = 1
+_STEP_STATES: dict[str, flow.StepState] = {state: state for state in get_args(flow.StepState)}
 
 
 def add_commands(sub: Sub) -> None:
@@ -128,37 +129,50 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
         if row is None:
             raise ConfigError(f"no renewal {args.renewal}; `sftrenew history` lists them")
         renewal_id, pair_name, active = row.id, row.pair, row.state in ("queued", "running")
-        plans = _retry_plans(db, renewal_id, args.device)
+        plans = flow.retry_devices(_push_history(db, renewal_id), args.device)
+        if isinstance(plans, flow.UnknownDevices):
+            raise ConfigError(
+                f"renewal {renewal_id}: {plans}; `sftrenew status {renewal_id}` lists its devices"
+            )
         if not plans:
             print("nothing to retry: no failed push" + (" for those devices" if args.device else ""))
             return 0
         if not active and not store.resume_renewal(session=db, renewal_id=renewal_id, now=now):
             raise ConfigError(f"another renewal of pair {pair_name} is running; retry this one after it ends")
-        for fmc_name, round_, devices in plans:
+        for plan in plans:
             store.open_push_round(
-                session=db, renewal_id=renewal_id, fmc=fmc_name, round=round_, devices=devices, now=now
+                session=db,
+                renewal_id=renewal_id,
+                fmc=plan.fmc,
+                round=plan.round,
+                devices=plan.devices,
+                now=now,
             )
-            store.set_fmc_state(session=db, renewal_id=renewal_id, fmc=fmc_name, state="running", now=now)
+            store.set_fmc_state(session=db, renewal_id=renewal_id, fmc=plan.fmc, state="running", now=now)
     pair = inventory_of(settings).pair(pair_name)
     who = args.by or getpass.getuser()
-    for fmc_name, round_, devices in plans:
-        pushes(renewal_id, pair, fmc_name, devices, round_, who).apply_async()
-        print(f"{fmc_name}: pushing again to {', '.join(devices)} (round {round_}, asked by {who})")
+    for plan in plans:
+        pushes(renewal_id, pair, plan.fmc, plan.devices, plan.round, who).apply_async()
+        print(f"{plan.fmc}: pushing again to {', '.join(plan.devices)} (round {plan.round}, asked by {who})")
     return 0
 
 
-def _retry_plans(db: Session, renewal_id: str, only: list[str]) -> list[tuple[str, int, list[str]]]:
-    """Per FMC that regenerated: the next push round and the devices whose last push failed."""
-    plans = []
+def _push_history(db: Session, renewal_id: str) -> list[flow.PushHistory]:
+    """What `flow.retry_devices` decides from: per FMC, whether it regenerated, its newest push round, and
+    every device it pushed to (a slot in some round) with the state of its last push attempt."""
+    last: dict[tuple[str, str], tuple[int, flow.StepState]] = {}
+    for run in store.steps_of(session=db, renewal_id=renewal_id):
+        if run.step == "push" and run.device and run.state in _STEP_STATES:
+            seen = last.get((run.fmc, run.device))
+            if seen is None or run.attempt > seen[0]:
+                last[(run.fmc, run.device)] = (run.attempt, _STEP_STATES[run.state])
+    history = []
     for fmc in store.fmcs_of(session=db, renewal_id=renewal_id):
-        failed = {
-            s.device
-            for s in store.failed_pushes(session=db, renewal_id=renewal_id, fmc=fmc.fmc)
-            if s.device and (not only or s.device in only)
-        }
-        if failed and fmc.ca_after_sha256:
-            plans.append((fmc.fmc, fmc.push_round + 1, sorted(failed)))
-    return plans
+        devices = {slot.device for slot in store.slots(session=db, renewal_id=renewal_id, fmc=fmc.fmc)}
+        devices |= {device for f, device in last if f == fmc.fmc}
+        states = {d: last[(fmc.fmc, d)][1] if (fmc.fmc, d) in last else None for d in sorted(devices)}
+        history.append(flow.PushHistory(fmc.fmc, fmc.ca_after_sha256 is not None, fmc.push_round, states))
+    return history
 
 
 def _history(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,16 +8,19 @@ needs here, in the database (keys sealed), never in a task argument. This module
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
+
+from pydantic import SecretStr, ValidationError
+from sqlmodel import Session
 
 from pipeline import store
 from pipeline.certs import CertFacts
 from pipeline.devicepaths import CA_CERT, PEER_CERT, PEER_KEY, certs_pushed
-from pipeline.errors import DeviceError
+from pipeline.errors import BadRecordError, NoMaterialError, UnknownPeerError
 from pipeline.inventory import FmcPair
 from pipeline.material import DeviceFile, PeerMaterial
 from pipeline.plan import FmcPlan, plan_fmc
+from pipeline.records import ValidateRecord
 from pipeline.steps.backup import BackupOutcome
 from pipeline.steps.push import RestartFacts
 from pipeline.steps.regenerate import RegenOutcome
@@ -27,43 +30,8 @@ from pipeline.store import RenewalFmc
 from tasks.context import Context
 
 VALIDATE_PATH = "validate.json"
-
-
-class NoRouteError(DeviceError):
-    """Every route of the device has been tried; only the operator can change that (then `sftrenew retry`)."""
-
-    def __init__(self, device: str, route: str, reason: str) -> None:
-        self.reason = reason
-        super().__init__(device, route, reason)
-
-    def describe(self) -> str:
-        return f"{self.reason}; fix the route, then `sftrenew retry`"
-
-
-class UnknownPeerError(DeviceError):
-    """The device's UUID is unknown: validate could not reach it and the inventory does not name it."""
-
-    def describe(self) -> str:
-        return (
-            "UUID unknown (unreachable at validate, none in the inventory): add `uuid:` to the inventory "
-            "and start a new renewal"
-        )
-
-
-class NoMaterialError(DeviceError):
-    """The FMC made no certificate for this device: it has no peer folder there (not registered to it)."""
-
-    def describe(self) -> str:
-        return "the FMC made no certificate for it (no /var/sf/peers/<uuid>/ there): is it registered there?"
-
-
-def requested_at(ctx: Context, renewal_id: str) -> datetime:
-    """When the renewal was asked for: the stamp of the copies its pushes keep on the devices."""
-    with ctx.db() as db:
-        row = store.renewal(session=db, renewal_id=renewal_id)
-    if row is None:
-        raise LookupError(f"no renewal {renewal_id}")
-    return row.requested_at_utc
+#: How many of a stored document's problems a BadRecordError names (the first ones say enough).
+PROBLEMS_SHOWN = 3
 
 
 def fmc_row(ctx: Context, renewal_id: str, fmc: str) -> RenewalFmc:
@@ -75,11 +43,25 @@ def data(
     ctx: Context, renewal_id: str, fmc: str, *, kind: str, path: str, device: str | None = None
 ) -> bytes:
     with ctx.db() as db:
-        rows = store.artifacts_of(session=db, renewal_id=renewal_id, fmc=fmc, kind=kind, device=device)
+        return stored(db, ctx.settings.artifact_key, renewal_id, fmc, kind=kind, path=path, device=device)
+
+
+def stored(
+    db: Session,
+    key: SecretStr | None,
+    renewal_id: str,
+    fmc: str,
+    *,
+    kind: str,
+    path: str,
+    device: str | None = None,
+) -> bytes:
+    """The newest artifact of that kind and path, unsealed, read in the caller's transaction."""
+    rows = store.artifacts_of(session=db, renewal_id=renewal_id, fmc=fmc, kind=kind, device=device)
     found = [r for r in rows if r.path == path]
     if not found:
         raise LookupError(f"renewal {renewal_id}: no {kind} artifact {path} for {device or fmc}")
-    return store.artifact_data(found[-1], key=ctx.settings.artifact_key)
+    return store.artifact_data(found[-1], key=key)
 
 
 def save_backup(ctx: Context, renewal_id: str, outcome: BackupOutcome) -> None:
@@ -109,22 +91,9 @@ def save_backup(ctx: Context, renewal_id: str, outcome: BackupOutcome) -> None:
 
 
 def save_validate(ctx: Context, renewal_id: str, facts: ValidateOutcome) -> FmcPlan:
+    """Store validate's facts and the plan made from them (a `ValidateRecord`); return the plan."""
     plan = plan_fmc(facts)
-    document = {
-        "fmc_uuid": facts.fmc_uuid,
-        "ca_days_left": facts.ca_days_left,
-        "peers": [
-            {
-                "name": p.name,
-                "host": p.host,
-                "uuid": p.uuid,
-                "tunnel": p.tunnel,
-                "routes": [str(r) for r in p.routes_ok],
-                "action": plan.peers[i].action.name,
-            }
-            for i, p in enumerate(facts.peers)
-        ],
-    }
+    document = ValidateRecord.of(facts, plan)
     with ctx.db() as db:
         store.add_artifact(
             session=db,
@@ -133,7 +102,7 @@ def save_validate(ctx: Context, renewal_id: str, facts: ValidateOutcome) -> FmcP
             device=None,
             kind="validate",
             path=VALIDATE_PATH,
-            data=json.dumps(document, indent=1).encode(),
+            data=document.model_dump_json(indent=1).encode(),
             secret=False,
             key=None,
             now=ctx.now(),
@@ -141,23 +110,32 @@ def save_validate(ctx: Context, renewal_id: str, facts: ValidateOutcome) -> FmcP
     return plan
 
 
-def _validate_doc(ctx: Context, renewal_id: str, fmc: str) -> dict[str, object]:
-    loaded = json.loads(data(ctx, renewal_id, fmc, kind="validate", path=VALIDATE_PATH))
-    if not isinstance(loaded, dict):
-        raise TypeError("validate artifact is not an object")
-    return loaded
+def validate_record(ctx: Context, renewal_id: str, fmc: str) -> ValidateRecord:
+    """Validate's facts for `fmc`, as stored; BadRecordError when the document does not read back as one."""
+    return read_validate_record(
+        data(ctx, renewal_id, fmc, kind="validate", path=VALIDATE_PATH), renewal_id=renewal_id, fmc=fmc
+    )
 
 
-def _peers(ctx: Context, renewal_id: str, fmc: str) -> list[dict[str, str | None]]:
-    peers = _validate_doc(ctx, renewal_id, fmc)["peers"]
-    return peers if isinstance(peers, list) else []
+def read_validate_record(raw: bytes, *, renewal_id: str, fmc: str) -> ValidateRecord:
+    """Parse a stored validate document; the error names the renewal, FMC, artifact and the wrong fields
+    (never their values)."""
+    try:
+        return ValidateRecord.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = exc.errors(include_url=False, include_context=False, include_input=False)
+        shown = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc']) or 'document'}: {e['msg']}"
+            for e in problems[:PROBLEMS_SHOWN]
+        )
+        more = f"; and {len(problems) - PROBLEMS_SHOWN} more" if len(problems) > PROBLEMS_SHOWN else ""
+        raise BadRecordError(renewal_id, fmc, f"validate artifact {VALIDATE_PATH}", shown + more) from None
 
 
 def expected_peers(ctx: Context, renewal_id: str, fmc: str) -> tuple[list[Expected], str]:
-    document = _validate_doc(ctx, renewal_id, fmc)
-    peers = _peers(ctx, renewal_id, fmc)
-    expected = [Expected(str(p["name"]), str(p["host"]), p.get("uuid")) for p in peers]
-    return expected, str(document["fmc_uuid"])
+    record = validate_record(ctx, renewal_id, fmc)
+    expected = [Expected(p.name, p.host, p.uuid) for p in record.peers]
+    return expected, record.fmc_uuid
 
 
 def claim(ctx: Context, renewal_id: str, fmc: str, *, token: str) -> datetime | None:
@@ -179,8 +157,9 @@ def save_regeneration(ctx: Context, renewal_id: str, pair: FmcPair, outcome: Reg
     """Store the new CA and every known peer's material (keys sealed), record the new CA, and open push
     round 1 for the FMC's peers. Returns the peers."""
     fmc, key, now = outcome.fmc, ctx.settings.artifact_key, ctx.now()
-    by_uuid = {str(p["uuid"]): str(p["name"]) for p in _peers(ctx, renewal_id, fmc) if p.get("uuid")}
-    devices = [str(p["name"]) for p in _peers(ctx, renewal_id, fmc)]
+    validated = validate_record(ctx, renewal_id, fmc)
+    by_uuid = validated.names_by_uuid()
+    devices = [p.name for p in validated.peers]
     with ctx.db() as db:
         store.add_device_file(
             session=db,
@@ -212,56 +191,55 @@ def save_regeneration(ctx: Context, renewal_id: str, pair: FmcPair, outcome: Reg
     return devices
 
 
-def settled(ctx: Context, renewal_id: str, fmc: str, round_: int, device: str) -> bool:
+def slot_settled(db: Session, renewal_id: str, fmc: str, round_: int, device: str) -> bool:
     """Whether this push slot was settled already (a redelivered or duplicate push has nothing to do)."""
-    with ctx.db() as db:
-        slots = store.slots(session=db, renewal_id=renewal_id, fmc=fmc, round=round_)
+    slots = store.slots(session=db, renewal_id=renewal_id, fmc=fmc, round=round_)
     return any(s.device == device and s.settled_at_utc is not None for s in slots)
 
 
-def material_for(ctx: Context, renewal_id: str, fmc: str, device: str) -> tuple[PeerMaterial, str]:
-    """The files `device` must hold for `fmc`, from the store; UnknownPeerError when its UUID is unknown."""
-    peers = {str(p["name"]): p for p in _peers(ctx, renewal_id, fmc)}
-    uuid = peers.get(device, {}).get("uuid")
+def material_for(
+    db: Session, key: SecretStr | None, renewal_id: str, fmc: str, device: str
+) -> tuple[PeerMaterial, str]:
+    """The files `device` must hold for `fmc` and the FMC's UUID, read in the caller's transaction (a push
+    attempt reads all it needs in one); UnknownPeerError when its UUID is unknown, NoMaterialError when the
+    FMC made it no certificate."""
+    raw = stored(db, key, renewal_id, fmc, kind="validate", path=VALIDATE_PATH)
+    validated = read_validate_record(raw, renewal_id=renewal_id, fmc=fmc)
+    peer = validated.peer(device)
+    uuid = peer.uuid if peer is not None else None
     if not uuid:
         raise UnknownPeerError(device, "none")
-    fmc_uuid = str(_validate_doc(ctx, renewal_id, fmc)["fmc_uuid"])
+    fmc_uuid = validated.fmc_uuid
     try:
-        ca = data(ctx, renewal_id, fmc, kind="new_ca", path=CA_CERT)
-        cert = data(
-            ctx, renewal_id, fmc, kind="peer_material", path=certs_pushed(uuid, PEER_CERT), device=device
-        )
-        key = data(
-            ctx, renewal_id, fmc, kind="peer_material", path=certs_pushed(uuid, PEER_KEY), device=device
+        ca = stored(db, key, renewal_id, fmc, kind="new_ca", path=CA_CERT)
+        cert, peer_key = (
+            stored(
+                db, key, renewal_id, fmc, kind="peer_material", path=certs_pushed(uuid, name), device=device
+            )
+            for name in (PEER_CERT, PEER_KEY)
         )
     except LookupError:
         raise NoMaterialError(device, "none") from None
 
     material = PeerMaterial(
-        uuid, ca, cert, key, CertFacts.from_pem(ca).sha256, CertFacts.from_pem(cert).sha256
+        uuid, ca, cert, peer_key, CertFacts.from_pem(ca).sha256, CertFacts.from_pem(cert).sha256
     )
     return material, fmc_uuid
 
 
-def restart_facts(ctx: Context, renewal_id: str, fmc: str, device: str) -> RestartFacts:
+def restart_facts(db: Session, renewal_id: str, fmc: str, device: str) -> RestartFacts:
     """What the record says this renewal did to the device's files for `fmc`: the push decides from it."""
-    with ctx.db() as db:
-        row = store.push_restart(session=db, renewal_id=renewal_id, fmc=fmc, device=device)
+    row = store.push_restart(session=db, renewal_id=renewal_id, fmc=fmc, device=device)
     if row is None:
         return RestartFacts()
     return RestartFacts(row.write_started_at_utc, row.restarted_at_utc)
 
 
 def write_started(ctx: Context, renewal_id: str, fmc: str, device: str) -> None:
-    """The push is about to change the device's files: recorded (committed) before the first one changes."""
+    """The push is about to change the device's files: recorded (committed) before the first one changes,
+    in a transaction of its own (only the device's files say whether a push writes)."""
     with ctx.db() as db:
         store.record_write_started(session=db, renewal_id=renewal_id, fmc=fmc, device=device, now=ctx.now())
-
-
-def restarted(ctx: Context, renewal_id: str, fmc: str, device: str) -> None:
-    """sftunnel restarted on the device after this renewal's write: a later attempt has nothing left to do."""
-    with ctx.db() as db:
-        store.record_restarted(session=db, renewal_id=renewal_id, fmc=fmc, device=device, now=ctx.now())
 
 
 def save_verdicts(ctx: Context, renewal_id: str, fmc: str, outcome: VerifyOutcome) -> None:

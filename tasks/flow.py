@@ -1,30 +1,30 @@
-"""How a renewal moves: the canvas of one FMC, what comes after it, and what to send again when work was lost.
+"""The Celery side of the flow: the canvas of an FMC, and the I/O that does what `pipeline.flow` decides.
 
-The canvas of an FMC is `backup -> validate -> regenerate -> group(push per peer)`: one function builds it,
-from the inventory's view of the pair. What Celery cannot be trusted with is kept in the database: the pushes
-of a round are counted there (the push that settles the last slot of a round claims the verify, once), the
-verify starts the next FMC (primary, then secondary) or ends the renewal, and the reconciler finds renewals
-whose messages were lost (a Redis restart) and sends the next piece again from the recorded state. Every task
-is idempotent, so sending one again is safe.
+What happens next is decided in `pipeline.flow` (pure, table-tested). This module only reads what the store
+recorded, converts it into the flow's inputs (`records`), asks, and does what the decision says: builds
+signatures and sends them (`apply_async`), and writes the renewal's and FMCs' states.
+
+The canvas of an FMC is `backup -> validate -> regenerate -> group(push per peer)`. What Celery cannot be
+trusted with is kept in the database: the pushes of a round are counted there (the push that settles the last
+slot of a round claims the verify, once), the verify starts the next FMC (primary, then secondary) or ends the
+renewal, and the reconciler finds renewals whose messages were lost (a Redis restart) and sends the next piece
+again from the recorded state. Every task is idempotent, so sending one again is safe.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from celery import chain, current_app, group
 from celery.canvas import Signature
+from sqlmodel import Session
 
-from pipeline import store
+from pipeline import flow, store
 from pipeline.inventory import FmcPair, Ftd
 from pipeline.steps.validate import peers_of
-from pipeline.store import RenewalFmc, RenewalState, StepName, StepRun
+from pipeline.store import RenewalFmc, StepRun
 from tasks.context import Context
 from tasks.queues import CONTROL_QUEUE, push_queue
-
-CONTROL_STEPS: tuple[StepName, ...] = ("backup", "validate", "regenerate")
 
 
 def _task(name: str, args: tuple[object, ...], *, queue: str, shadow: str) -> Signature:
@@ -71,93 +71,95 @@ def pushes(
     return group(push_step(renewal_id, fmc, d, site_of(pair, d), round_, who) for d in devices)
 
 
-def build_canvas(renewal_id: str, pair: FmcPair, fmc: str, *, start: StepName = "backup") -> Signature:
+def build_canvas(
+    renewal_id: str, pair: FmcPair, fmc: str, *, start: flow.ControlStep = "backup"
+) -> Signature:
     """The canvas of one FMC from `start` on: its control steps in order, then a push to every peer (round 1).
     Verification follows from the database's fan-in, not from a chord (see the module docstring)."""
     fmc_entry = pair.primary if pair.primary.name == fmc else pair.secondary
-    steps = CONTROL_STEPS[CONTROL_STEPS.index(start) :]
+    steps = flow.CONTROL_STEPS[flow.CONTROL_STEPS.index(start) :]
     peers = [p.name for p in peers_of(pair, fmc_entry)]
     return chain(*(control_step(s, renewal_id, fmc) for s in steps), pushes(renewal_id, pair, fmc, peers, 1))
 
 
+# ------------------------------------------------------------------ the record, as the flow's inputs
+
+
+_FMC_STATES: dict[str, flow.FmcState] = {state: state for state in flow.FMC_STATES}
+
+
+def _fmc_state(row: RenewalFmc) -> flow.FmcState:
+    if row.state not in _FMC_STATES:
+        raise ValueError(f"renewal {row.renewal_id}: FMC {row.fmc} has an unknown state {row.state!r}")
+    return _FMC_STATES[row.state]
+
+
+def _done(steps: Sequence[StepRun]) -> frozenset[flow.ControlStep]:
+    """The control steps recorded as succeeded on the FMC itself."""
+    done = {s.step for s in steps if s.device is None and s.state == "succeeded"}
+    return frozenset(step for step in flow.CONTROL_STEPS if step in done)
+
+
+def records(db: Session, renewal_id: str, *, progress: bool = False) -> tuple[flow.FmcRecord, ...]:
+    """The renewal's FMCs as the flow reads them, primary first. With `progress`, the running FMC also
+    carries its succeeded control steps and the unsettled devices of its newest round (what `resume` needs;
+    `after_fmc` needs only the states)."""
+    found = []
+    for row in store.fmcs_of(session=db, renewal_id=renewal_id):
+        state = _fmc_state(row)
+        if progress and state == "running":
+            steps = store.steps_of(session=db, renewal_id=renewal_id, fmc=row.fmc)
+            unsettled = (
+                store.unsettled(session=db, renewal_id=renewal_id, fmc=row.fmc, round=row.push_round)
+                if row.push_round
+                else []
+            )
+            found.append(flow.FmcRecord(row.fmc, state, row.push_round, _done(steps), tuple(unsettled)))
+        else:
+            found.append(flow.FmcRecord(row.fmc, state, row.push_round))
+    return tuple(found)
+
+
+# ------------------------------------------------------------------ carrying out the decisions
+
+
 def advance(ctx: Context, renewal_id: str, pair: FmcPair) -> str:
-    """After an FMC finished (or at enqueue): start the next pending FMC, or end the renewal. Returns what it
-    did, for the caller's log and result."""
+    """After an FMC finished (or at enqueue): do what `flow.after_fmc` says (start the next pending FMC, wait,
+    or end the renewal). Returns what it did, for the caller's log and result."""
     with ctx.db() as db:
-        fmcs = store.fmcs_of(session=db, renewal_id=renewal_id)
-        for row in fmcs:
-            if row.state == "failed":
-                store.finish_renewal(session=db, renewal_id=renewal_id, state="failed", now=ctx.now())
-                return f"stopped: {row.fmc} failed"
-            if row.state == "running":
-                return f"waiting for {row.fmc}"
-            if row.state == "pending":
-                if not store.begin_fmc(session=db, renewal_id=renewal_id, fmc=row.fmc, now=ctx.now()):
-                    return f"{row.fmc} already started"
+        decided = flow.after_fmc(records(db, renewal_id))
+        match decided:
+            case flow.Stop() | flow.Finish():
+                store.finish_renewal(session=db, renewal_id=renewal_id, state=decided.outcome, now=ctx.now())
+            case flow.Start(fmc=fmc):
+                # Two verifies finishing the previous FMC, or a verify and the reconciler, may both decide to
+                # start it: the database lets one of them.
+                if not store.begin_fmc(session=db, renewal_id=renewal_id, fmc=fmc, now=ctx.now()):
+                    return f"{fmc} already started"
                 store.mark_running(session=db, renewal_id=renewal_id, now=ctx.now())
-                build_canvas(renewal_id, pair, row.fmc).apply_async()
-                return f"started {row.fmc}"
-        state: RenewalState = "succeeded" if all(r.state == "succeeded" for r in fmcs) else "partial"
-        store.finish_renewal(session=db, renewal_id=renewal_id, state=state, now=ctx.now())
-        return f"finished: {state}"
+                build_canvas(renewal_id, pair, fmc).apply_async()
+    return str(decided)
 
 
-class Work(enum.Enum):
-    NOTHING = "nothing"
-    ADVANCE = "advance"
-    CONTROL = "control"
-    PUSHES = "pushes"
-    VERIFY = "verify"
+def send(ctx: Context, renewal_id: str, pair: FmcPair, decided: flow.Resume | None) -> None:
+    """Send what the flow decided to send (again); None: nothing to send."""
+    match decided:
+        case flow.Advance():
+            advance(ctx, renewal_id, pair)
+        case flow.SendControl(fmc=fmc, start=start):
+            build_canvas(renewal_id, pair, fmc, start=start).apply_async()
+        case flow.SendPushes(fmc=fmc, devices=devices, round=round_):
+            pushes(renewal_id, pair, fmc, devices, round_).apply_async()
+        case flow.SendVerify(fmc=fmc, round=round_):
+            verify_step(renewal_id, fmc, round_).apply_async()
 
 
-@dataclass(frozen=True)
-class Resend:
-    """What the reconciler sends again for one renewal."""
-
-    work: Work
-    fmc: str | None = None
-    start: StepName | None = None
-    devices: tuple[str, ...] = ()
-    round: int = 0
-
-
-def _succeeded(steps: Sequence[StepRun], step: str) -> bool:
-    return any(s.step == step and s.device is None and s.state == "succeeded" for s in steps)
-
-
-def next_work(fmcs: Sequence[RenewalFmc], steps: Sequence[StepRun], unsettled: Sequence[str]) -> Resend:
-    """Pure: from the recorded state of a stalled renewal, the piece of work to send again. `steps` and
-    `unsettled` belong to the first FMC that is running."""
-    running = next((f for f in fmcs if f.state == "running"), None)
-    if running is None:
-        return Resend(Work.ADVANCE)
-    for step in CONTROL_STEPS:
-        if not _succeeded(steps, step):
-            return Resend(Work.CONTROL, running.fmc, start=step)
-    if unsettled:
-        return Resend(Work.PUSHES, running.fmc, devices=tuple(unsettled), round=running.push_round)
-    return Resend(Work.VERIFY, running.fmc, round=running.push_round)
-
-
-def resend(ctx: Context, renewal_id: str, pair: FmcPair) -> Resend:
-    """Send again what a stalled renewal is waiting for."""
+def resend(ctx: Context, renewal_id: str, pair: FmcPair) -> flow.Resume:
+    """Send again what a stalled renewal is waiting for (`flow.resume` decides), and mark it touched so that
+    the next reconciler run gives the sent piece time to move."""
     with ctx.db() as db:
-        fmcs = store.fmcs_of(session=db, renewal_id=renewal_id)
-        running = next((f for f in fmcs if f.state == "running"), None)
-        steps = store.steps_of(session=db, renewal_id=renewal_id, fmc=running.fmc) if running else []
-        unsettled = (
-            store.unsettled(session=db, renewal_id=renewal_id, fmc=running.fmc, round=running.push_round)
-            if running and running.push_round
-            else []
-        )
+        recorded = records(db, renewal_id, progress=True)
         store.touch(session=db, renewal_id=renewal_id, now=ctx.now())
-    work = next_work(fmcs, steps, unsettled)
-    if work.work is Work.ADVANCE:
-        advance(ctx, renewal_id, pair)
-    elif work.work is Work.CONTROL and work.fmc and work.start:
-        build_canvas(renewal_id, pair, work.fmc, start=work.start).apply_async()
-    elif work.work is Work.PUSHES and work.fmc:
-        pushes(renewal_id, pair, work.fmc, work.devices, work.round).apply_async()
-    elif work.work is Work.VERIFY and work.fmc:
-        verify_step(renewal_id, work.fmc, work.round).apply_async()
-    return work
+    decided = flow.resume(recorded)
+    send(ctx, renewal_id, pair, decided)
+    return decided

@@ -2,7 +2,7 @@
 
 Run periodically (Celery beat, `sftrenew worker --beat` on one worker) or by hand (`sftrenew reconcile`). A
 renewal is stalled when nothing was recorded for it for `stall_after` seconds; what to send again is decided
-by `tasks.flow.next_work` from what was recorded.
+by `pipeline.flow.resume` from what was recorded, and sent by `tasks.flow.resend`.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ def reconcile_stalled(ctx: Context) -> dict[str, str]:
         return done
     inventory = ctx.inventory()
     for renewal_id, pair in stalled:
-        work = resend(ctx, renewal_id, inventory.pair(pair))
-        log.warning("renewal %s stalled: sent %s again", renewal_id, work.work.value)
-        done[renewal_id] = work.work.value
+        sent = resend(ctx, renewal_id, inventory.pair(pair))
+        log.warning("renewal %s stalled: sent %s again", renewal_id, sent.kind)
+        done[renewal_id] = sent.kind
     return done
 
 

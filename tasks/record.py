@@ -1,106 +1,94 @@
-"""Recording a task's step in the database, and turning errors into retries: the parts every task shares.
+"""Recording a task's step in the database: the parts every task shares.
 
 A task's outcome is written before the task returns or raises, so the record never depends on Celery's result
-backend. Messages go through the credential resolver's redaction first; DeviceErrors are built from redacted
-parts already, so this is a second net, not the only one.
+backend. The functions take an open session, so that a task can record in the transaction it opens anyway (a
+push attempt opens at most three: see `tasks.pushing`). Messages go through the credential resolver's
+redaction first; DeviceErrors are built from redacted parts already, so this is a second net, not the only
+one. Whether a failed attempt is retried, and so how it is recorded, is `pipeline.flow`'s decision.
 """
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session
 
 from pipeline import store
-from pipeline.errors import SftrenewError
-from pipeline.steps.push import PushRefusedError
+from pipeline.errors import SftrenewError, recorded_kind
 from pipeline.store import StepName, StepState
-from tasks.context import Context
 
-#: Retries of an FMC step (backup, validate, regenerate, verify) when the FMC is unreachable.
-CONTROL_RETRIES = 3
+#: What the record says of an error that is not one of ours (a bug): the traceback is in the worker log.
+INTERNAL_MESSAGE = "internal error; see the worker log"
 
 
-@dataclass
+@dataclass(frozen=True)
 class StepRecord:
+    """The step run an attempt writes its end to, and the route it ran on."""
+
     step_run_id: int
     route: str | None = None
-    done: bool = False
 
 
-@contextmanager
-def recording(  # noqa: PLR0913 - keyword-only: the columns of a step run the caller knows
-    ctx: Context,
+@dataclass(frozen=True)
+class Failure:
+    """How a failed attempt is recorded: its kind and redacted message."""
+
+    error_kind: str
+    message: str
+
+    @classmethod
+    def of(cls, exc: BaseException, redact: Callable[[str], str]) -> Failure:
+        """An error of ours says what happened (redacted); any other is a bug, named by its class only."""
+        if isinstance(exc, SftrenewError):
+            return cls(recorded_kind(exc), redact(str(exc)))
+        return cls(recorded_kind(exc), INTERNAL_MESSAGE)
+
+
+def started(  # noqa: PLR0913 - keyword-only: the columns of a step run the caller knows
+    db: Session,
     *,
     renewal_id: str,
     fmc: str,
     step: StepName,
     task_id: str | None,
+    now: datetime,
     device: str | None = None,
     route: str | None = None,
     who: str | None = None,
-    redact: Callable[[str], str] = str,
-    may_retry: bool = True,
-) -> Iterator[StepRecord]:
-    """Record the step as started; on leaving, as succeeded unless the body already finished it, or as failed
-    (retrying, for a retryable error when the task will be retried) with the error's kind and redacted
-    message. A push refused before any write (`PushRefusedError`: its session never opened) is recorded as
-    refused, or retrying when another route will be tried, with the kind of the error that refused it."""
-    with ctx.db() as db:
-        run = store.step_started(
-            session=db,
-            renewal_id=renewal_id,
-            fmc=fmc,
-            step=step,
-            device=device,
-            task_id=task_id,
-            route=route,
-            who=who,
-            now=ctx.now(),
-        )
-    record = StepRecord(run.id or 0, route)
-    try:
-        yield record
-    except PushRefusedError as exc:
-        state: StepState = "retrying" if exc.cause_retryable and may_retry else "refused"
-        finish(ctx, record, state, error_kind=exc.cause_kind, message=redact(str(exc)))
-        raise
-    except SftrenewError as exc:
-        state = "retrying" if exc.retryable and may_retry else "failed"
-        finish(ctx, record, state, error_kind=type(exc).__name__, message=redact(str(exc)))
-        raise
-    except Exception as exc:
-        finish(
-            ctx, record, "failed", error_kind=type(exc).__name__, message="internal error; see the worker log"
-        )
-        raise
-    if not record.done:
-        finish(ctx, record, "succeeded")
+) -> StepRecord:
+    """Record the attempt as started (committed: a worker that dies now leaves a started attempt)."""
+    run = store.step_started(
+        session=db,
+        renewal_id=renewal_id,
+        fmc=fmc,
+        step=step,
+        device=device,
+        task_id=task_id,
+        route=route,
+        who=who,
+        now=now,
+    )
+    return StepRecord(run.id or 0, route)
 
 
-def finish(
-    ctx: Context,
+def finished(
+    db: Session,
     record: StepRecord,
     state: StepState,
     *,
-    error_kind: str | None = None,
+    now: datetime,
+    failure: Failure | None = None,
     message: str | None = None,
 ) -> None:
-    with ctx.db() as db:
-        store.step_finished(
-            session=db,
-            step_run_id=record.step_run_id,
-            state=state,
-            error_kind=error_kind,
-            message=message,
-            route=record.route,
-            now=ctx.now(),
-        )
-    record.done = True
-
-
-def backoff(attempt: int, *, base: float, cap: float) -> float:
-    """Exponential backoff with full jitter (half to all of the step), so a fleet does not retry in step."""
-    step = min(cap, base * 2.0 ** max(0, attempt - 1))
-    return float(step / 2 + step / 2 * secrets.randbelow(1001) / 1000)
+    """Record how the attempt ended: `state`, with the failure's kind and message, or a success's message."""
+    store.step_finished(
+        session=db,
+        step_run_id=record.step_run_id,
+        state=state,
+        error_kind=failure.error_kind if failure else None,
+        message=failure.message if failure else message,
+        route=record.route,
+        now=now,
+    )

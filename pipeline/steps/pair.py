@@ -3,6 +3,12 @@
 This is the renewal without Celery: what `python -m pipeline.steps` runs, what the tests compare the Celery
 pipeline against, and a tool of last resort for an operator. Every step's outcome is handed to `report` as
 it happens, so a caller can print or record it.
+
+It is the second runner of `pipeline.flow`'s decisions (the Celery tasks are the first): which FMC comes next
+(`after_fmc`, over FMC records kept in memory), what a verify makes of its FMC (`after_verify`), and every
+push attempt with its route and backoff (`push_with_routes` over `next_attempt`, with the one `RetryPolicy`
+the settings ask for). Nothing is recorded in a database here, so there is nothing to resume: a step that
+raises fails its FMC, the flow stops, and the error is raised to the caller.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pipeline.devices.factory import SessionFactory
+from pipeline.errors import SftrenewError
+from pipeline.flow import Finish, FmcRecord, Start, Stop, after_fmc, after_verify
 from pipeline.inventory import Fmc, FmcPair, Ftd
 from pipeline.plan import FmcPlan, plan_fmc
 from pipeline.settings import Settings
@@ -100,7 +108,7 @@ def _push(
             fmc_uuid=facts.fmc_uuid,
             material=regen.peer(uuid),
             backup_stamp_utc=stamp,
-            policy=RetryPolicy(direct_attempts=settings.push_direct_attempts),
+            policy=RetryPolicy.of(settings),
             # No database here: the write and the restart are remembered for this run, across its attempts.
             facts=FactsInMemory(),
         )
@@ -111,5 +119,28 @@ def _push(
 def run_pair(
     factory: SessionFactory, pair: FmcPair, settings: Settings, report: Report = lambda s, o: None
 ) -> tuple[FmcRun, ...]:
-    """Primary, then secondary (device-facts 8: the InternalCA of each node is different)."""
-    return tuple(run_fmc(factory, pair, fmc, settings, report) for fmc in pair.fmcs)
+    """The FMCs in the order `pipeline.flow.after_fmc` starts them: primary, then secondary (device-facts 8:
+    the InternalCA of each node is different). An FMC whose step raised stops the renewal: the error is
+    raised once the flow said so."""
+    records = {fmc.name: FmcRecord(fmc.name, "pending") for fmc in pair.fmcs}
+    entries = {fmc.name: fmc for fmc in pair.fmcs}
+    runs: list[FmcRun] = []
+    failure: SftrenewError | None = None
+    while True:
+        match after_fmc(tuple(records.values())):
+            case Finish():
+                return tuple(runs)
+            case Stop() if failure is not None:
+                raise failure
+            case Start(fmc=name):
+                records[name] = FmcRecord(name, "running")
+                try:
+                    run = run_fmc(factory, pair, entries[name], settings, report)
+                except SftrenewError as exc:
+                    failure = exc
+                    records[name] = FmcRecord(name, "failed")
+                    continue
+                runs.append(run)
+                records[name] = FmcRecord(name, after_verify(run.verify.ok))
+            case other:  # Wait: every FMC this process started has ended, so nothing can be running
+                raise AssertionError(f"the in-process runner cannot {other}")

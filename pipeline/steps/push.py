@@ -19,9 +19,9 @@ and the record cannot hide a write; the restart right after `pmtool` returned 0.
 A push whose session never opened (host key, authentication, sudo, unreachable) wrote nothing: it raises
 `PushRefusedError`, and its outcome is `PushAction.REFUSED`, so the record can say so.
 
-Routes: `next_route` is the pure rule (direct for the first attempts, then the jump server);
-`push_with_routes` is the in-process loop the step runner uses; Celery tasks call `push_once` per attempt and
-let Celery retry.
+Routes and retries are the flow's decisions (`pipeline.flow.next_attempt` and its one `RetryPolicy`;
+`next_route` is re-exported here for its callers): `push_with_routes` is the in-process runner's loop over
+them; the Celery push task calls `push_once` once per attempt and lets Celery retry after the flow's delay.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from __future__ import annotations
 import enum
 import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -38,7 +38,10 @@ from pipeline.devicepaths import PEER_CA, PEER_CERT, PEER_KEY, PUSHED_FILES, pee
 from pipeline.devices.factory import SessionFactory
 from pipeline.devices.files import read_files
 from pipeline.devices.session import TEMP_GLOB, DeviceSession, Route
-from pipeline.errors import DeviceError, DeviceUnreachableError, SftrenewError
+from pipeline.errors import DeviceError, PushRefusedError, WriteIntegrityError, can_retry
+from pipeline.flow import Attempt, next_attempt
+from pipeline.flow import RetryPolicy as FlowRetryPolicy
+from pipeline.flow import next_route as next_route  # noqa: PLC0414 - re-exported for its callers
 from pipeline.material import PeerMaterial
 
 RESTART_COMMAND = "pmtool restartbyid sftunnel"
@@ -90,55 +93,6 @@ def decide_push(held: HeldFiles, wanted: PeerMaterial, recorded: RestartFacts) -
     if not new:
         return PushAction.WRITE
     return PushAction.RESTART if recorded.restart_owed else PushAction.SKIP
-
-
-def next_route(routes: Sequence[Route], attempt: int, *, direct_attempts: int) -> Route | None:
-    """The route for the 1-based `attempt`: the first route `direct_attempts` times, then each later route
-    once; None when every route has had its turn."""
-    if not routes or attempt < 1:
-        return None
-    if attempt <= direct_attempts:
-        return routes[0]
-    later = attempt - direct_attempts
-    return routes[later] if later < len(routes) else None
-
-
-class PushRefusedError(DeviceError):
-    """The attempt's session never opened (host key, authentication, sudo, unreachable): nothing on the device
-    was touched. Carries what the session said (`cause_kind`, the error's class name, is what the record keeps
-    as the error kind) and whether a retry can help (`cause_retryable`; the class itself is not retryable, so
-    callers ask `can_retry`).
-
-    Its message starts with "refused before any write:", and so does its repr, which is what Flower shows of a
-    failed task: an operator sees at a glance that the device was left as it was. The arguments are plain
-    strings and a bool, so Celery rebuilds it as `type(exc)(*exc.args)`."""
-
-    def __init__(
-        self, device: str, route: str, cause_kind: str, cause: str, cause_retryable: bool = False
-    ) -> None:
-        self.cause_kind = cause_kind
-        self.cause = cause
-        self.cause_retryable = cause_retryable
-        super().__init__(device, route, cause_kind, cause, cause_retryable)
-
-    @classmethod
-    def of(cls, exc: DeviceError) -> PushRefusedError:
-        """From the error `SessionFactory.open` raised (its text is redacted, like every DeviceError's)."""
-        return cls(exc.device, exc.route, type(exc).__name__, exc.describe(), exc.retryable)
-
-    def describe(self) -> str:
-        return f"refused before any write: {self.cause}"
-
-    def __str__(self) -> str:
-        return f"refused before any write: {self.device} (route {self.route}): {self.cause}"
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self)!r})"
-
-
-def can_retry(exc: SftrenewError) -> bool:
-    """Whether another attempt may succeed: a refusal is as retryable as what refused it."""
-    return exc.cause_retryable if isinstance(exc, PushRefusedError) else exc.retryable
 
 
 @dataclass(frozen=True)
@@ -224,9 +178,7 @@ def push_files(
     for name, data in material.files().items():
         session.write_file_atomic(f"{folder}/{name}", data, mode=0o644, owner="root:root")
     if decide_push(read_held(session, fmc_uuid), material, RestartFacts()) is not PushAction.SKIP:
-        raise DeviceUnreachableError(
-            session.device, str(session.route), "files read back differ after the write"
-        )
+        raise WriteIntegrityError(session.device, str(session.route), folder)
     session.run(RESTART_COMMAND)
     on_restarted()
     return PushOutcome(session.device, action, session.route, 1, ok=True, backup_suffix=suffix)
@@ -279,11 +231,10 @@ class FactsInMemory:
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """How often the direct route is tried before the jump server, and the pause between attempts."""
+class RetryPolicy(FlowRetryPolicy):
+    """The flow's retry policy (`pipeline.flow.RetryPolicy`: routes, backoff, jitter), plus how the
+    in-process runner waits between attempts (a Celery task waits with a countdown instead)."""
 
-    direct_attempts: int = 2
-    backoff_s: float = 1.0
     sleep: Callable[[float], None] = time.sleep
 
 
@@ -297,20 +248,25 @@ def push_with_routes(
     policy: RetryPolicy = RetryPolicy(),
     facts: FactsInMemory | None = None,
 ) -> PushOutcome:
-    """Direct first, then the jump server, retrying only what a retry can fix; never raises DeviceError.
-    `facts` carries what earlier attempts did across attempts (a fresh record when None)."""
+    """The in-process runner's push: the attempts `pipeline.flow.next_attempt` decides (direct first, then
+    the jump server, retrying only what a retry can fix, after the flow's backoff), the same decisions the
+    Celery push task executes; never raises DeviceError. `facts` carries what earlier attempts did across
+    attempts (a fresh record when None)."""
     facts = facts if facts is not None else FactsInMemory()
     routes = factory.routes_for(device)
+    decided = next_attempt(routes, 0, True, policy)
     attempt = 0
     last: DeviceError | None = None
     tried: Route | None = None
-    while (route := next_route(routes, attempt + 1, direct_attempts=policy.direct_attempts)) is not None:
-        attempt, tried = attempt + 1, route
+    while isinstance(decided, Attempt):
+        if decided.delay_s:
+            policy.sleep(decided.delay_s)
+        attempt, tried = decided.number, decided.route
         try:
             outcome = push_once(
                 factory,
                 device,
-                route,
+                tried,
                 fmc_uuid=fmc_uuid,
                 material=material,
                 backup_stamp_utc=backup_stamp_utc,
@@ -320,12 +276,9 @@ def push_with_routes(
             )
         except DeviceError as exc:
             last = exc
-            if not can_retry(exc):
-                break
-            if next_route(routes, attempt + 1, direct_attempts=policy.direct_attempts) is not None:
-                policy.sleep(policy.backoff_s * attempt)
+            decided = next_attempt(routes, attempt, can_retry(exc), policy)
             continue
-        return replace(outcome, route=route, attempts=attempt)
+        return replace(outcome, route=tried, attempts=attempt)
     if isinstance(last, PushRefusedError):
         return PushOutcome(
             device,

@@ -15,16 +15,16 @@ from pipeline.errors import (
     DeviceError,
     DeviceUnreachableError,
     HostKeyRejectedError,
+    PushRefusedError,
     StrandedDevicesError,
+    can_retry,
 )
 from pipeline.material import PeerMaterial
 from pipeline.plan import PeerAction, plan_renewal
 from pipeline.steps.push import (
     HeldFiles,
     PushAction,
-    PushRefusedError,
     RestartFacts,
-    can_retry,
     decide_push,
     next_route,
 )

@@ -10,18 +10,28 @@ from pipeline import errors
 from pipeline.errors import (
     OUTPUT_TAIL_CHARS,
     AuthenticationFailedError,
+    BadRecordError,
     CommandFailedError,
     ConfigError,
     DeviceError,
     DeviceUnreachableError,
+    ErrorKind,
     ForeignCAError,
     HostKeyRejectedError,
     InventoryError,
     InventoryProblem,
+    NoMaterialError,
+    NoRouteError,
+    PushRefusedError,
     RenewalError,
     SftrenewError,
     StrandedDevicesError,
     UnexpectedShellError,
+    UnknownPeerError,
+    WriteIntegrityError,
+    can_retry,
+    kind_of,
+    recorded_kind,
 )
 
 SAMPLES: list[SftrenewError] = [
@@ -38,7 +48,32 @@ SAMPLES: list[SftrenewError] = [
     StrandedDevicesError(
         "fmc-primary", ["ftd-003", "ftd-007"], "no SSH route, directly or through a jump server"
     ),
+    WriteIntegrityError("ftd-001", "direct", "/ngfw/var/sf/peers/8a1b"),
+    NoRouteError("ftd-004", "none", "no route left to try"),
+    UnknownPeerError("ftd-005", "none"),
+    NoMaterialError("ftd-006", "none"),
+    PushRefusedError.of(AuthenticationFailedError("ftd-001", "direct", "admin (sudo su)")),
+    BadRecordError("r-1", "fmc-primary", "validate artifact validate.json", "ca_days_left: Field required"),
 ]
+#: What each sample's failure is, as the record stores it (the strings records have always held).
+KINDS = {
+    ConfigError: ErrorKind.CONFIG,
+    InventoryError: ErrorKind.INVENTORY,
+    DeviceUnreachableError: ErrorKind.UNREACHABLE,
+    AuthenticationFailedError: ErrorKind.REFUSED_AUTH,
+    HostKeyRejectedError: ErrorKind.REFUSED_HOST_KEY,
+    CommandFailedError: ErrorKind.TOOL_FAILED,
+    UnexpectedShellError: ErrorKind.UNEXPECTED_SHELL,
+    ForeignCAError: ErrorKind.FOREIGN_CA,
+    StrandedDevicesError: ErrorKind.STRANDED,
+    WriteIntegrityError: ErrorKind.INTEGRITY,
+    NoRouteError: ErrorKind.NO_ROUTE,
+    UnknownPeerError: ErrorKind.UNKNOWN_PEER,
+    NoMaterialError: ErrorKind.NO_MATERIAL,
+    PushRefusedError: ErrorKind.REFUSED,
+    BadRecordError: ErrorKind.BAD_RECORD,
+}
+BASES = (SftrenewError, DeviceError, RenewalError)
 
 
 @pytest.mark.parametrize(
@@ -56,6 +91,12 @@ SAMPLES: list[SftrenewError] = [
         (RenewalError, False),
         (ForeignCAError, False),
         (StrandedDevicesError, False),
+        (WriteIntegrityError, True),
+        (NoRouteError, False),
+        (UnknownPeerError, False),
+        (NoMaterialError, False),
+        (PushRefusedError, False),
+        (BadRecordError, False),
     ],
 )
 def test_retryable_flags(cls: type[SftrenewError], retryable: bool) -> None:
@@ -184,3 +225,95 @@ def test_a_problem_without_source_or_line_still_reads_well() -> None:
         == "pairs.lab.ftds: no FTD named 'x'"
     )
     assert str(InventoryProblem("inv.yaml", None, "pairs", "no pair")) == "inv.yaml: pairs: no pair"
+
+
+def test_every_error_class_carries_its_own_kind_named_as_the_record_stores_it() -> None:
+    classes = [
+        obj for obj in vars(errors).values() if isinstance(obj, type) and issubclass(obj, SftrenewError)
+    ]
+
+    assert {cls: cls.kind for cls in classes if cls not in BASES} == KINDS
+    for cls in classes:
+        assert "kind" in vars(cls), f"{cls.__name__} inherits its kind"
+        # The value is the class name records have always held, so old rows and the user guide still read.
+        if cls in BASES:
+            assert cls.kind is ErrorKind.INTERNAL
+        else:
+            assert cls.kind.value == cls.__name__
+    assert sorted(KINDS.values()) == sorted(set(ErrorKind) - {ErrorKind.INTERNAL})
+
+
+@pytest.mark.parametrize("error", SAMPLES, ids=lambda e: type(e).__name__)
+def test_kind_of_every_sample_and_what_the_record_stores(error: SftrenewError) -> None:
+    if isinstance(error, PushRefusedError):
+        assert kind_of(error) is ErrorKind.REFUSED_AUTH  # the refusing error's kind, as stored today
+        assert recorded_kind(error) == error.cause_kind == "AuthenticationFailedError"
+    else:
+        assert kind_of(error) is type(error).kind
+        assert recorded_kind(error) == type(error).__name__
+
+
+@pytest.mark.parametrize(
+    "cause",
+    [
+        AuthenticationFailedError("ftd-001", "direct", "admin"),
+        HostKeyRejectedError("ftd-002", "via jump-1", "/etc/sftrenew/known_hosts", changed=True),
+        DeviceUnreachableError("ftd-003", "direct", "connection refused"),
+        UnexpectedShellError("ftd-004", "direct", "> ", "expert"),
+        CommandFailedError("ftd-005", "direct", "sudo su", 1, "sudo: a password is required"),
+    ],
+)
+def test_a_refused_push_has_the_kind_of_what_refused_it(cause: DeviceError) -> None:
+    refused = PushRefusedError.of(cause)
+
+    assert kind_of(refused) is kind_of(cause)
+    assert recorded_kind(refused) == recorded_kind(cause) == type(cause).__name__
+    assert kind_of(type(refused)(*refused.args)) is kind_of(cause)  # rebuilt by Celery
+    assert can_retry(refused) is cause.retryable
+
+
+def test_a_refusal_whose_cause_is_unknown_is_refused() -> None:
+    rebuilt = PushRefusedError("ftd-001", "direct", "SomethingOldError", "gone", False)
+
+    assert kind_of(rebuilt) is ErrorKind.REFUSED
+    assert recorded_kind(rebuilt) == "SomethingOldError"  # what the record held, as before
+
+
+@pytest.mark.parametrize("error", [KeyError("x"), ValueError("bad"), SftrenewError("base raised")])
+def test_anything_else_is_internal_and_recorded_by_its_class_name(error: Exception) -> None:
+    assert kind_of(error) is ErrorKind.INTERNAL
+    assert recorded_kind(error) == type(error).__name__
+
+
+def test_an_integrity_failure_is_retryable_and_names_the_folder_and_the_fix() -> None:
+    error = WriteIntegrityError("ftd-001", "via jump-1", "/ngfw/var/sf/peers/8a1b")
+
+    assert str(error) == (
+        "ftd-001 (route via jump-1): the files in /ngfw/var/sf/peers/8a1b read back different after the "
+        "write; a retry writes them again; if it keeps failing, check the device's free disk space and that "
+        "folder's owner and mode"
+    )
+    assert can_retry(error)
+
+
+def test_a_bad_record_names_the_renewal_the_fmc_and_the_artifact() -> None:
+    error = BadRecordError("r-1", "fmc-primary", "validate artifact validate.json", "peers.0.uuid: wrong")
+
+    assert str(error) == (
+        "renewal r-1, fmc-primary: the stored validate artifact validate.json does not read back "
+        "(peers.0.uuid: wrong); it was written by another version of sftrenew or edited by hand: start a new "
+        "renewal of the pair"
+    )
+
+
+SECRET = "hunter2-not-for-logs"
+PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----"
+
+
+@pytest.mark.parametrize("error", SAMPLES, ids=lambda e: type(e).__name__)
+def test_no_message_holds_a_secret(error: SftrenewError) -> None:
+    # Messages are made of the constructor's (redacted) arguments only: nothing read from the device or the
+    # secrets is added on the way, so what the caller did not pass cannot show.
+    for text in (str(error), repr(error), str(type(error)(*error.args))):
+        assert SECRET not in text and PRIVATE_KEY not in text
+    assert all(SECRET not in str(arg) and PRIVATE_KEY not in str(arg) for arg in error.args)

@@ -1,0 +1,90 @@
+"""What one step hands the next through the store, as typed records validated where they are read back.
+
+A step's outcome stays a plain dataclass (the in-process runner passes it along in memory); what a later task,
+maybe on another machine, reads back from the database is one of these records. They are pydantic models,
+frozen and closed (`extra="forbid"`, strict types), written with `model_dump_json` and read with
+`model_validate_json`, so a document that is not what this code wrote (another version, an edit by hand)
+fails where it is read, naming the field, instead of deep inside a step as a `KeyError`.
+
+The JSON they write is the shape the record has always held (the same keys and values), so databases
+written by earlier versions read back without a migration.
+
+Most facts between steps already live in typed columns (the backup's CA and FMC UUID, the regeneration's
+claim and new CA, each push's write and restart, step runs) or in sealed artifacts with a path (the material);
+validate's facts are the one document.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator
+
+from pipeline.plan import FmcPlan, PeerAction
+from pipeline.steps.validate import Tunnel, ValidateOutcome
+
+
+def _peer_action(value: object) -> PeerAction:
+    if isinstance(value, PeerAction):
+        return value
+    if isinstance(value, str) and value in PeerAction.__members__:
+        return PeerAction[value]
+    raise ValueError(f"expected one of {', '.join(PeerAction.__members__)}")
+
+
+#: A plan's action, stored by its name (LIVE_PUSH, PUSH, STRANDED), as it always was.
+StoredAction = Annotated[
+    PeerAction, PlainValidator(_peer_action), PlainSerializer(lambda a: a.name, return_type=str)
+]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class PeerRecord(_Record):
+    """One peer of the FMC as validate found it, and what the plan decided for it."""
+
+    name: Annotated[str, Field(min_length=1)]
+    host: Annotated[str, Field(min_length=1)]
+    #: None when validate could not read it and the inventory does not give it: nothing can be pushed then.
+    uuid: str | None
+    tunnel: Tunnel
+    #: The routes that opened a root shell at validate, best first, as they print (`direct`, `via jump-1`).
+    routes: tuple[str, ...]
+    action: StoredAction
+
+
+class ValidateRecord(_Record):
+    """Validate's facts for one FMC and the plan's action per peer, stored as the `validate` artifact:
+    what regenerate, push and verify read back."""
+
+    fmc_uuid: str
+    ca_days_left: int
+    peers: tuple[PeerRecord, ...]
+
+    @classmethod
+    def of(cls, facts: ValidateOutcome, plan: FmcPlan) -> ValidateRecord:
+        """From validate's outcome and the plan made from it (one plan entry per peer, in the same order)."""
+        return cls(
+            fmc_uuid=facts.fmc_uuid,
+            ca_days_left=facts.ca_days_left,
+            peers=tuple(
+                PeerRecord(
+                    name=p.name,
+                    host=p.host,
+                    uuid=p.uuid,
+                    tunnel=p.tunnel,
+                    routes=tuple(str(r) for r in p.routes_ok),
+                    action=planned.action,
+                )
+                for p, planned in zip(facts.peers, plan.peers, strict=True)
+            ),
+        )
+
+    def peer(self, name: str) -> PeerRecord | None:
+        return next((p for p in self.peers if p.name == name), None)
+
+    def names_by_uuid(self) -> dict[str, str]:
+        """Peer UUID -> inventory name, for the peers whose UUID is known."""
+        return {p.uuid: p.name for p in self.peers if p.uuid}

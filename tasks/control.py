@@ -1,0 +1,98 @@
+"""An FMC step's run on Celery (backup, validate, regenerate, verify): what every control task does around its
+step.
+
+`control_run` loads the renewal and its pair and records the attempt as started (one transaction), hands the
+task what its step needs (the pair, sessions to the FMC), and records the end. On an error it does what
+`pipeline.flow.after_control_error` decides: retry (Celery's countdown is the flow's backoff) while the FMC
+is unreachable, else fail the FMC and let `tasks.flow.advance` carry out `after_fmc` (which stops the
+renewal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from celery import Task
+
+from pipeline import flow, store
+from pipeline.devices.factory import SessionFactory
+from pipeline.devices.session import DeviceSession
+from pipeline.errors import SftrenewError
+from pipeline.inventory import Fmc, FmcPair
+from pipeline.store import StepName
+from tasks import record
+from tasks.context import Context, context
+from tasks.flow import advance
+
+
+@dataclass(frozen=True)
+class ControlRun:
+    """What a control task's body works with."""
+
+    ctx: Context
+    renewal_id: str
+    pair: FmcPair
+    fmc: str
+    factory: SessionFactory
+
+    @property
+    def entry(self) -> Fmc:
+        """The FMC's inventory entry."""
+        return self.pair.primary if self.pair.primary.name == self.fmc else self.pair.secondary
+
+    @contextmanager
+    def fmc_session(self) -> Iterator[DeviceSession]:
+        """A root session on the FMC (its first route), closed on leaving."""
+        session = self.factory.open(self.fmc, self.factory.routes_for(self.fmc)[0])
+        try:
+            yield session
+        finally:
+            session.close()
+
+    def end_fmc(self, state: flow.FmcState) -> str:
+        """Record where the FMC ended and carry the renewal on (`advance`); returns what advance did."""
+        with self.ctx.db() as db:
+            store.set_fmc_state(
+                session=db, renewal_id=self.renewal_id, fmc=self.fmc, state=state, now=self.ctx.now()
+            )
+        return advance(self.ctx, self.renewal_id, self.pair)
+
+
+@contextmanager
+def control_run(task: Task, renewal_id: str, fmc: str, step: StepName) -> Iterator[ControlRun]:
+    """Run an FMC step as its task's current attempt: recorded as started, then as succeeded, or as failed
+    (retrying when the flow retries it). A failure the flow does not retry fails the FMC and the renewal."""
+    ctx = context()
+    attempt = task.request.retries + 1
+    with ctx.db() as db:
+        _, pair = ctx.renewal(db, renewal_id)
+        factory, resolver = ctx.devices(pair.name)  # before the record: a bad inventory records nothing
+        started = record.started(
+            db, renewal_id=renewal_id, fmc=fmc, step=step, task_id=task.request.id, now=ctx.now()
+        )
+    run = ControlRun(ctx, renewal_id, pair, fmc, factory)
+    try:
+        yield run
+    except SftrenewError as exc:
+        decided = flow.after_control_error(attempt, exc.retryable, ctx.retry_policy)
+        with ctx.db() as db:
+            state = flow.control_failed_state(decided)
+            record.finished(
+                db, started, state, now=ctx.now(), failure=record.Failure.of(exc, resolver.redact)
+            )
+        if isinstance(decided, flow.Retry):
+            raise task.retry(exc=exc, countdown=decided.delay_s) from exc
+        run.end_fmc("failed")
+        raise
+    except Exception as exc:
+        # Not one of ours: a bug (the task fails; once the renewal stalls, the reconciler sends the step
+        # again), or Celery's Ignore from a regenerate whose claim another live task holds: recorded failed.
+        with ctx.db() as db:
+            record.finished(
+                db, started, "failed", now=ctx.now(), failure=record.Failure.of(exc, resolver.redact)
+            )
+        raise
+    with ctx.db() as db:
+        record.finished(db, started, "succeeded", now=ctx.now())

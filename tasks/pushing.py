@@ -1,0 +1,195 @@
+"""One push attempt on Celery: its database work, in at most three transactions.
+
+1. `begin`, one transaction: whether the attempt's slot settled already (then nothing else happens), the
+   renewal (its pair; its request time, which names the copies kept on the device), validate's record, the
+   peer's material (keys unsealed), and what this renewal recorded of the device's write and restart; then
+   the attempt is recorded as started, with the route `pipeline.flow.begin_push` gave it.
+2. The intent to write (`artifacts.write_started`), only when the device turns out to need a write. It must
+   be committed before the first file changes, so that a crash between the write and the record cannot hide
+   a write; and only the device's files say whether a write is needed, so it cannot share the first.
+3. `succeeded` or `failed`, one transaction: the restart (when this attempt restarted sftunnel), the attempt's
+   end, and its slot settled (unless the flow retries it); the settle that leaves no slot of the round open
+   claims the round's verify, and `pipeline.flow.after_settle` says to send it.
+
+The restart is recorded in the third transaction rather than in its own right after `pmtool`: a worker that
+dies between the two leaves "written, no restart" on record, and the next attempt restarts sftunnel once
+more. That is harmless (the files are already new), and nothing is hidden; a fourth transaction would only
+narrow that window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session
+
+from pipeline import flow, store
+from pipeline.devices.factory import SessionFactory
+from pipeline.devices.session import Route
+from pipeline.errors import NoRouteError, PushRefusedError, SftrenewError, can_retry
+from pipeline.inventory import FmcPair
+from pipeline.material import PeerMaterial
+from pipeline.steps.push import PushAction, PushOutcome, RestartFacts, push_once
+from pipeline.store import SlotOutcome, StepState
+from tasks import artifacts, record
+from tasks.context import Context
+
+
+@dataclass(frozen=True)
+class Slot:
+    """What a push task's arguments name: the device's slot in a push round of one FMC of a renewal."""
+
+    renewal_id: str
+    fmc: str
+    device: str
+    round: int
+
+
+#: The peer's material and the FMC's UUID, or the error that says why there is none (raised in the attempt,
+#: so that it is recorded as the attempt's failure and the device is offered to `sftrenew retry`).
+Inputs = tuple[PeerMaterial, str] | SftrenewError | LookupError
+
+
+@dataclass
+class PushAttempt:
+    """A push attempt, loaded and recorded as started."""
+
+    ctx: Context
+    slot: Slot
+    pair: FmcPair
+    decided: flow.Attempt | flow.GiveUp
+    number: int
+    routes: tuple[Route, ...]
+    factory: SessionFactory
+    redact: Callable[[str], str]
+    started: record.StepRecord
+    stamp: datetime
+    inputs: Inputs
+    recorded: RestartFacts
+    restarted: bool = False
+
+    @property
+    def route(self) -> Route | None:
+        return self.decided.route if isinstance(self.decided, flow.Attempt) else None
+
+    def push(self) -> PushOutcome:
+        """The device I/O: one attempt by the flow's route, from the material and facts loaded."""
+        if not isinstance(self.inputs, tuple):
+            raise self.inputs
+        if not isinstance(self.decided, flow.Attempt):
+            raise NoRouteError(self.slot.device, "none", self.decided.reason)
+        material, fmc_uuid = self.inputs
+        return push_once(
+            self.factory,
+            self.slot.device,
+            self.decided.route,
+            fmc_uuid=fmc_uuid,
+            material=material,
+            backup_stamp_utc=self.stamp,
+            recorded=self.recorded,
+            on_write_started=self._write_started,
+            on_restarted=self._restarted,
+        )
+
+    def _write_started(self) -> None:
+        s = self.slot
+        artifacts.write_started(self.ctx, s.renewal_id, s.fmc, s.device)
+
+    def _restarted(self) -> None:
+        self.restarted = True  # recorded in the attempt's last transaction (see the module docstring)
+
+    def succeeded(self, outcome: PushOutcome) -> flow.SendVerify | None:
+        """Record the end of a push that succeeded (or found nothing to do) and settle its slot."""
+        state: SlotOutcome = "skipped" if outcome.action is PushAction.SKIP else "succeeded"
+        return self._end(state, settle=state, message=outcome.message)
+
+    def failed(self, exc: Exception) -> tuple[flow.Attempt | None, flow.SendVerify | None]:
+        """Record a failed attempt; the flow decides whether another follows (returned, for Celery's retry)
+        or the push gives up (its slot settles as failed). An error that is not ours (a bug) is recorded
+        as failed and leaves the slot open: the reconciler sends the push again."""
+        failure = record.Failure.of(exc, self.redact)
+        if not isinstance(exc, SftrenewError):
+            return None, self._end("failed", settle=None, failure=failure)
+        decided = flow.next_attempt(self.routes, self.number, can_retry(exc), self.ctx.retry_policy)
+        state = flow.attempt_failed_state(decided, refused=isinstance(exc, PushRefusedError))
+        if isinstance(decided, flow.Attempt):
+            return decided, self._end(state, settle=None, failure=failure)
+        return None, self._end(state, settle="failed", failure=failure)
+
+    def _end(
+        self,
+        state: StepState,
+        *,
+        settle: SlotOutcome | None,
+        failure: record.Failure | None = None,
+        message: str | None = None,
+    ) -> flow.SendVerify | None:
+        s, now = self.slot, self.ctx.now()
+        with self.ctx.db() as db:
+            if self.restarted:
+                store.record_restarted(
+                    session=db, renewal_id=s.renewal_id, fmc=s.fmc, device=s.device, now=now
+                )
+            record.finished(db, self.started, state, now=now, failure=failure, message=message)
+            last = settle is not None and store.settle_push(
+                session=db,
+                renewal_id=s.renewal_id,
+                fmc=s.fmc,
+                round=s.round,
+                device=s.device,
+                outcome=settle,
+                now=now,
+            )
+        return flow.after_settle(last, s.fmc, s.round)
+
+
+def _inputs(db: Session, ctx: Context, slot: Slot) -> Inputs:
+    try:
+        return artifacts.material_for(db, ctx.settings.artifact_key, slot.renewal_id, slot.fmc, slot.device)
+    except (SftrenewError, LookupError) as exc:
+        return exc
+
+
+def begin(
+    ctx: Context, slot: Slot, number: int, *, task_id: str | None, who: str | None
+) -> PushAttempt | None:
+    """The attempt `number` (1-based) of the slot's push, loaded and recorded as started in one transaction;
+    None when its slot settled already (a redelivered or duplicate push: nothing is recorded)."""
+    with ctx.db() as db:
+        if artifacts.slot_settled(db, slot.renewal_id, slot.fmc, slot.round, slot.device):
+            return None  # flow.begin_push's first rule, asked before the inventory: nothing else matters
+        renewal, pair = ctx.renewal(db, slot.renewal_id)
+        factory, resolver = ctx.devices(pair.name)
+        routes = tuple(factory.routes_for(slot.device))
+        decided = flow.begin_push(False, routes, number, ctx.retry_policy)
+        if isinstance(decided, flow.AlreadySettled):  # pragma: no cover - not settled, as read above
+            return None
+        inputs = _inputs(db, ctx, slot)
+        recorded = artifacts.restart_facts(db, slot.renewal_id, slot.fmc, slot.device)
+        started = record.started(
+            db,
+            renewal_id=slot.renewal_id,
+            fmc=slot.fmc,
+            step="push",
+            device=slot.device,
+            task_id=task_id,
+            route=str(decided.route) if isinstance(decided, flow.Attempt) else None,
+            who=who,
+            now=ctx.now(),
+        )
+    return PushAttempt(
+        ctx,
+        slot,
+        pair,
+        decided,
+        number,
+        routes,
+        factory,
+        resolver.redact,
+        started,
+        renewal.requested_at_utc,
+        inputs,
+        recorded,
+    )
