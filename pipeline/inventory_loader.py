@@ -7,6 +7,7 @@ the environment (`pipeline.secrets.read_inventory` does). The format is describe
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -186,6 +187,9 @@ def _pair(c: _Checker, key: yaml.Node, node: yaml.Node, path: str, refs: _Refs) 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+#: One label of a DNS name (RFC 1123): 1 to 63 letters, digits or '-', not starting or ending with '-'.
+_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+_HOST_MAX = 253
 _REFERENCE_FIX = {
     "credential": "define it under credentials or fix the name",
     "jump server": "define it under jump_servers or remove the field",
@@ -214,7 +218,24 @@ def _bad_name(value: str) -> str | None:
 
 
 def _bad_host(value: str) -> str | None:
-    return "contains spaces; give a hostname or an IP address" if any(c.isspace() for c in value) else None
+    """A host is an IP address or a DNS name (RFC 1123): never an option for ssh (`-o...`), never a typo
+    such as `999.999.1.1`."""
+    if any(c.isspace() for c in value):
+        return "contains spaces; give a hostname or an IP address"
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    else:
+        return None
+    name = value.removesuffix(".")
+    labels = name.split(".")
+    if labels[-1].isdigit():
+        return f"'{value}' is not an IP address; give a valid IPv4 or IPv6 address, or a hostname"
+    if len(name) > _HOST_MAX or not all(_LABEL_RE.match(label) for label in labels):
+        fix = "letters, digits and '-' in dot-separated labels, none starting or ending with '-'"
+        return f"'{value}' is not a hostname or an IP address; a hostname is {fix}"
+    return None
 
 
 def _bad_uuid(value: str) -> str | None:

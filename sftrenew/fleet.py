@@ -15,7 +15,7 @@ from pipeline.plan import PeerAction, plan_fmc
 from pipeline.secrets import SecretResolver
 from pipeline.settings import Settings
 from pipeline.steps.validate import peers_of, validate
-from sftrenew.renewals import inventory_of
+from sftrenew.renewals import check_devices, inventory_of
 
 Sub = Any
 
@@ -33,12 +33,15 @@ def add_commands(sub: Sub) -> None:
     check.add_argument("--pair", help="only this pair")
     check.add_argument("--warn-days", type=int, default=90)
     check.add_argument("--crit-days", type=int, default=30)
-    check.set_defaults(run=_check)
+    # Monitoring reads 2 as CRITICAL: a check that could not look (bad settings, inventory or secrets) is
+    # UNKNOWN.
+    check.set_defaults(run=_check, input_exit=CHECK_UNKNOWN)
 
 
 def _factory(settings: Settings, pair: str | None) -> tuple[SessionFactory, Any]:
 
     inventory = inventory_of(settings)
+    check_devices(settings, inventory, [inventory.pair(pair)] if pair else inventory.pairs.values())
     return SessionFactory(inventory, pair, SecretResolver(inventory, os.environ), settings), inventory
 
 

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import math
+import os
 import time
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, get_args
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from pipeline import flow, report, store
+from pipeline.devices.known_hosts import check_known_hosts
 from pipeline.errors import ConfigError
-from pipeline.inventory import Inventory
-from pipeline.secrets import read_inventory
+from pipeline.inventory import Fmc, FmcPair, Ftd, Inventory
+from pipeline.secrets import SecretResolver, read_inventory
 from pipeline.settings import Settings
+from pipeline.store.checks import ServiceUnreachableError, check_database
+from pipeline.store.crypto import artifact_key
+from sftrenew.services import broker_failure, check_broker
 from tasks.context import Context
 from tasks.flow import advance, pushes
 from workers.app import make_celery
@@ -34,7 +42,7 @@ def add_commands(sub: Sub) -> None:
     status = sub.add_parser("status", help="a renewal's steps per FMC and device (default: the last one)")
     status.add_argument("renewal", nargs="?", help="renewal id")
     status.add_argument("--watch", action="store_true", help="refresh until the renewal ends")
-    status.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    status.add_argument("--interval", type=positive_seconds, default=2.0, help="seconds between refreshes")
     status.set_defaults(run=_status)
 
     retry = sub.add_parser(
@@ -51,13 +59,42 @@ def add_commands(sub: Sub) -> None:
     history.set_defaults(run=_history)
 
 
+def positive_seconds(text: str) -> float:
+    """An argparse type: a number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
+
+
 def inventory_of(settings: Settings) -> Inventory:
     if settings.inventory is None:
         raise ConfigError("no inventory: set SFTRENEW_INVENTORY to the inventory file (docs/inventory.md)")
     return read_inventory(settings.inventory)
 
 
+def check_devices(settings: Settings, inventory: Inventory, pairs: Iterable[FmcPair]) -> None:
+    """What every session to the pairs' devices will need, checked before anything is written: each
+    credential's password resolves (environment or a private secrets file), and the known_hosts file is
+    there and readable (or trust on first use will make it)."""
+    resolver = SecretResolver(inventory, os.environ)
+    for pair in pairs:
+        devices: list[Fmc | Ftd] = [*pair.fmcs, *pair.ftds]
+        for device in devices:
+            resolver.password(device.credential)
+            if isinstance(device, Ftd) and device.jump is not None:
+                resolver.password(inventory.jump_servers[device.jump].credential)
+    known_hosts = settings.ssh.known_hosts or Path(inventory.known_hosts)
+    check_known_hosts(known_hosts, tofu=settings.ssh.trust_on_first_use)
+
+
 def _engine(settings: Settings) -> Engine:
+    """The database, checked first: reachable and holding sftrenew's tables (only `sftrenew migrate`, the
+    worker and the demo create them), then brought to the newest schema."""
+    check_database(settings)
     engine = store.make_engine(settings)
     store.migrate(engine)
     return engine
@@ -73,10 +110,15 @@ def flower_url(settings: Settings) -> str:
 
 
 def _enqueue(args: argparse.Namespace, settings: Settings) -> int:
-
-    pair = inventory_of(settings).pair(args.pair)
+    # Everything a worker will need, checked before the renewal row exists: a renewal no worker can run
+    # must not be started (nor block its pair).
+    inventory = inventory_of(settings)
+    pair = inventory.pair(args.pair)
+    check_devices(settings, inventory, [pair])
+    artifact_key(settings.artifact_key)
     engine = _engine(settings)
     _celery(settings)
+    check_broker(settings)
     with store.open_session(engine) as db:
         renewal, created = store.start_renewal(
             session=db,
@@ -86,13 +128,33 @@ def _enqueue(args: argparse.Namespace, settings: Settings) -> int:
             now=Context.now(),
         )
     if created:
-        advance(Context(settings), renewal.id, pair)
+        try:
+            advance(Context(settings), renewal.id, pair)
+        except Exception as exc:
+            _end_unsent(engine, renewal.id)
+            problem = broker_failure(settings, exc)
+            if problem is None:
+                raise
+            raise ServiceUnreachableError(
+                f"{problem}; renewal {renewal.id} was ended as failed (nothing ran): enqueue again once "
+                "the broker answers"
+            ) from exc
     print(renewal.id)
     print(
         f"{'enqueued' if created else 'already running'}: watch it in Flower at {flower_url(settings)}/tasks "
         f"or with `sftrenew status {renewal.id} --watch`"
     )
     return 0
+
+
+def _end_unsent(engine: Engine, renewal_id: str) -> None:
+    """The renewal's first task could not be sent: end it as failed, so it does not block its pair."""
+    now = Context.now()
+    with store.open_session(engine) as db:
+        for fmc in store.fmcs_of(session=db, renewal_id=renewal_id):
+            if fmc.state == "running":
+                store.set_fmc_state(session=db, renewal_id=renewal_id, fmc=fmc.fmc, state="failed", now=now)
+        store.finish_renewal(session=db, renewal_id=renewal_id, state="failed", now=now)
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
@@ -120,15 +182,21 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _retry(args: argparse.Namespace, settings: Settings) -> int:
-
+    # Every input is checked before the renewal is reopened or a push round opened.
+    inventory = inventory_of(settings)
+    artifact_key(settings.artifact_key)
     engine = _engine(settings)
     _celery(settings)
+    check_broker(settings)
     now = Context.now()
     with store.open_session(engine) as db:
         row = store.renewal(session=db, renewal_id=args.renewal)
         if row is None:
             raise ConfigError(f"no renewal {args.renewal}; `sftrenew history` lists them")
         renewal_id, pair_name, active = row.id, row.pair, row.state in ("queued", "running")
+        pair = inventory.pair(pair_name)
+        check_devices(settings, inventory, [pair])
+        _check_key_opens(db, renewal_id, settings)
         plans = flow.retry_devices(_push_history(db, renewal_id), args.device)
         if isinstance(plans, flow.UnknownDevices):
             raise ConfigError(
@@ -149,12 +217,27 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
                 now=now,
             )
             store.set_fmc_state(session=db, renewal_id=renewal_id, fmc=plan.fmc, state="running", now=now)
-    pair = inventory_of(settings).pair(pair_name)
     who = args.by or getpass.getuser()
     for plan in plans:
-        pushes(renewal_id, pair, plan.fmc, plan.devices, plan.round, who).apply_async()
+        try:
+            pushes(renewal_id, pair, plan.fmc, plan.devices, plan.round, who).apply_async()
+        except Exception as exc:
+            problem = broker_failure(settings, exc)
+            if problem is None:
+                raise
+            raise ServiceUnreachableError(
+                f"{problem}; the pushes of renewal {renewal_id} are recorded and the reconciler sends them "
+                "again once the broker answers"
+            ) from exc
         print(f"{plan.fmc}: pushing again to {', '.join(plan.devices)} (round {plan.round}, asked by {who})")
     return 0
+
+
+def _check_key_opens(db: Session, renewal_id: str, settings: Settings) -> None:
+    """The configured artifact key must open the renewal's sealed keys (a retry pushes them)."""
+    sealed = next((a for a in store.artifacts_of(session=db, renewal_id=renewal_id) if a.secret), None)
+    if sealed is not None:
+        store.artifact_data(sealed, key=settings.artifact_key)
 
 
 def _push_history(db: Session, renewal_id: str) -> list[flow.PushHistory]:

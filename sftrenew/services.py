@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
+
+import redis
+from kombu.exceptions import OperationalError as KombuOperationalError
+from pydantic import SecretStr
 
 from pipeline import store
+from pipeline.devices.known_hosts import check_known_hosts
 from pipeline.errors import ConfigError
 from pipeline.secrets import read_inventory
-from pipeline.settings import Settings
+from pipeline.settings import MASK, Settings, redact_url
+from pipeline.store.checks import ServiceUnreachableError, check_database
+from pipeline.store.crypto import artifact_key
 from sftlab import cli as lab_cli
 from tasks.context import Context
 from tasks.queues import CONTROL_QUEUE, PUSH_QUEUE, push_queue
 from tasks.reconcile import reconcile_stalled
 from workers.app import make_celery
+from workers.flower_state import keep_task_names
 from workers.supervise import supervise
 
 Sub = Any  # argparse's private _SubParsersAction
@@ -55,12 +65,86 @@ def add_commands(sub: Sub) -> None:
     migrate.set_defaults(run=_migrate)
 
 
+#: How long a check waits for Redis to answer (a command must answer in seconds, not minutes).
+BROKER_PROBE_SECONDS: Final = 3.0
+_PASSWORD_IN_URL = re.compile(r"(//[^/@:]*:)[^/@]*@")
+
+
+def _redact_in_text(text: str) -> str:
+    """A library's message about a URL, with any password in a URL it quotes masked (`redact_url` masks a
+    whole URL; this masks URLs inside free text)."""
+    return _PASSWORD_IN_URL.sub(rf"\1{MASK}@", text)
+
+
+def _plain(value: str | SecretStr) -> str:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+def _redis_urls(settings: Settings, *, result_backend: bool) -> list[tuple[str, str]]:
+    urls = [("SFTRENEW_BROKER_URL", _plain(settings.celery.broker_url))]
+    if result_backend:
+        urls.append(("SFTRENEW_RESULT_BACKEND", _plain(settings.celery.result_backend)))
+    return urls
+
+
+def check_broker(settings: Settings, *, result_backend: bool = True) -> None:
+    """Refuse a broker (and result backend) that is not a Redis URL, refuses the password or does not
+    answer; bounded by BROKER_PROBE_SECONDS. Messages name the variable, never the password."""
+    for variable, url in _redis_urls(settings, result_backend=result_backend):
+        _ping(variable, url)
+
+
+def _ping(variable: str, url: str) -> None:
+    shown = redact_url(url)
+    try:
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=BROKER_PROBE_SECONDS, socket_timeout=BROKER_PROBE_SECONDS
+        )
+    except ValueError as exc:
+        raise ConfigError(
+            f"{variable} is not a Redis URL ({_redact_in_text(str(exc))}); write "
+            "redis://[:PASSWORD@]HOST:6379/0"
+        ) from None
+    try:
+        client.ping()
+    except redis.AuthenticationError:
+        raise ConfigError(f"Redis at {shown} refused the password of {variable}; fix the password") from None
+    except redis.ResponseError as exc:
+        raise ConfigError(f"Redis at {shown} ({variable}) refused us: {str(exc)[:120]}") from None
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        raise ServiceUnreachableError(
+            f"Redis at {shown} ({variable}) does not answer ({str(exc)[:160]}); start it or fix {variable}"
+        ) from None
+    finally:
+        client.close()
+
+
+def broker_failure(settings: Settings, exc: Exception) -> str | None:
+    """What an exception from sending a task says about the broker (None: it is not about the broker)."""
+    if isinstance(exc, KombuOperationalError | redis.RedisError | OSError):
+        broker = redact_url(_plain(settings.celery.broker_url))
+        return f"the broker at {broker} did not take the work ({exc})"
+    if isinstance(exc, RuntimeError) and "result store" in str(exc):  # Celery gave up on the result backend
+        backend = redact_url(_plain(settings.celery.result_backend))
+        return f"the result backend at {backend} does not answer"
+    return None
+
+
+def demo_preflight(settings: Settings) -> None:
+    """The demo uses a database or a broker of the operator's only when told to: check those first."""
+    if "SFTRENEW_DATABASE_URL" in os.environ:
+        check_database(settings, create=True)
+    if "SFTRENEW_BROKER_URL" in os.environ:
+        check_broker(settings, result_backend="SFTRENEW_RESULT_BACKEND" in os.environ)
+
+
 def _lab(args: argparse.Namespace, settings: Settings) -> int:
 
     return lab_cli.run(args)
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    check_database(settings, create=True)
     engine = store.make_engine(settings)
     store.migrate(engine)
     print(f"database at revision {store.current_revision(engine)}")
@@ -77,8 +161,22 @@ def default_queues(settings: Settings) -> str:
     return ",".join(queues)
 
 
-def _worker(args: argparse.Namespace, settings: Settings) -> int:
+def _check_worker(settings: Settings) -> None:
+    """What every task needs, checked before the worker starts (and says it is ready): the artifact key,
+    the inventory and its known_hosts file, the database and the broker."""
+    artifact_key(settings.artifact_key)
+    if settings.inventory is None:
+        raise ConfigError("no inventory: set SFTRENEW_INVENTORY to the inventory file (docs/inventory.md)")
+    inventory = read_inventory(settings.inventory)
+    check_known_hosts(
+        settings.ssh.known_hosts or Path(inventory.known_hosts), tofu=settings.ssh.trust_on_first_use
+    )
+    check_database(settings, create=True)
+    check_broker(settings)
 
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    _check_worker(settings)
     store.migrate(store.make_engine(settings))
     if args.supervise:
         return supervise(_child_argv(args))
@@ -123,9 +221,11 @@ def _flower(args: argparse.Namespace, settings: Settings) -> int:
             "Flower needs a password: set SFTRENEW_FLOWER_PASSWORD (the user is SFTRENEW_FLOWER_USER)"
         )
     # Through the environment, not the command line, where any local user could read it.
-    os.environ["FLOWER_BASIC_AUTH"] = f"{settings.flower.user}:{password.get_secret_value()}"
     app = make_celery(settings)
+    check_broker(settings, result_backend=False)
+    os.environ["FLOWER_BASIC_AUTH"] = f"{settings.flower.user}:{password.get_secret_value()}"
     app.set_default()
+    keep_task_names()
     app.start(
         [
             "flower",
@@ -139,8 +239,12 @@ def _flower(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
-
+    if settings.inventory is None:
+        raise ConfigError("no inventory: set SFTRENEW_INVENTORY to the inventory file (docs/inventory.md)")
+    read_inventory(settings.inventory)
+    check_database(settings)
     make_celery(settings).set_default()
+    check_broker(settings)
     for renewal_id, work in reconcile_stalled(Context(settings)).items():
         print(f"{renewal_id}: sent {work} again")
     return 0

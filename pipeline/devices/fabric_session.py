@@ -28,7 +28,7 @@ import paramiko
 from pydantic import SecretStr
 
 from pipeline.devices import shells
-from pipeline.devices.known_hosts import append_host_key
+from pipeline.devices.known_hosts import append_host_key, check_known_hosts
 from pipeline.devices.root_shell import RootShell
 from pipeline.devices.session import Route
 from pipeline.errors import (
@@ -89,6 +89,8 @@ class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
 
 
 def _check_host_keys(client: paramiko.SSHClient, known_hosts: Path, *, tofu: bool) -> None:
+    # A file that went bad after start-up checks is a ConfigError naming its line, not a paramiko traceback.
+    check_known_hosts(known_hosts, tofu=tofu)
     try:
         if known_hosts.exists():
             client.load_host_keys(str(known_hosts))

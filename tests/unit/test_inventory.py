@@ -253,3 +253,50 @@ def test_the_error_shown_in_the_docs_is_what_the_code_says() -> None:
     error = _problems(blocks[index][1], source="inventory.yaml")
 
     assert blocks[index + 1] == ("", str(error) + "\n")
+
+
+HOST_INVENTORY = """\
+version: 1
+known_hosts: known_hosts
+credentials:
+  admin: {{username: admin, password: {{env: PW}}}}
+pairs:
+  p:
+    primary: {{name: fmc-1, host: 10.0.0.1, credential: admin}}
+    secondary: {{name: fmc-2, host: fmc-2.example.net., credential: admin}}
+    ftds:
+      - {{name: ftd-1, host: '{host}', credential: admin}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        (
+            "999.999.1.1",
+            "'999.999.1.1' is not an IP address; give a valid IPv4 or IPv6 address, or a hostname",
+        ),
+        ("10.1.2", "'10.1.2' is not an IP address"),
+        ("not_a_host!!", "'not_a_host!!' is not a hostname or an IP address; a hostname is letters, digits"),
+        ("-oProxyCommand=id", "'-oProxyCommand=id' is not a hostname or an IP address"),
+        ("-fmc.example.net", "'-fmc.example.net' is not a hostname or an IP address"),
+        ("fmc..example.net", "'fmc..example.net' is not a hostname"),
+        ("a" * 64 + ".example.net", "is not a hostname"),
+    ],
+)
+def test_a_host_is_an_ip_address_or_a_dns_name(host: str, message: str) -> None:
+    error = _problems(HOST_INVENTORY.format(host=host))
+
+    (problem,) = error.problems
+    assert (problem.line, problem.path) == (10, "pairs.p.ftds[0].host")
+    assert problem.message.startswith(message) or message in problem.message
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["10.1.0.1", "2001:db8::11", "fe80::1%eth0", "fmc-a.example.net", "fmc-a.example.net.", "ftd1", "x-1"],
+)
+def test_ip_addresses_and_dns_names_are_hosts(host: str) -> None:
+    pair = load_inventory(HOST_INVENTORY.format(host=host), source="inv.yaml").pair("p")
+
+    assert pair.ftds[0].host == host
