@@ -18,6 +18,8 @@ The decisions:
   FMC.
 - `after_settle`, `after_verify`: the fan-in of a push round, and what a verify makes of its FMC.
 - `retry_devices`: which devices `sftrenew retry` pushes again, per FMC, in which round.
+- `takes_step`, `superseded`: the record tells the truth: a message for a finished renewal runs no step, and
+  a resend closes the attempts it takes over as interrupted.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ if TYPE_CHECKING:
 #: The store's vocabulary, spelled here so that this module needs no database import (a unit test checks
 #: that they match `pipeline.store`'s).
 FmcState = Literal["pending", "running", "succeeded", "failed", "partial"]
-StepState = Literal["started", "succeeded", "failed", "skipped", "retrying", "refused"]
+StepState = Literal[
+    "started", "succeeded", "failed", "skipped", "retrying", "refused", "ignored", "interrupted"
+]
 ControlStep = Literal["backup", "validate", "regenerate"]
 SlotOutcome = Literal["succeeded", "skipped", "failed"]
 
@@ -46,6 +50,15 @@ CONTROL_STEPS: tuple[ControlStep, ...] = ("backup", "validate", "regenerate")
 CONTROL_RETRIES = 3
 #: The last push attempt of a device ended in one of these: `sftrenew retry` offers it again.
 GAVE_UP_STATES: tuple[StepState, ...] = ("failed", "refused")
+#: A renewal in one of these ended: a step message for it (redelivered, or resent late) runs nothing.
+FINISHED_RENEWAL_STATES = ("succeeded", "failed", "partial")
+
+
+def takes_step(renewal_state: str) -> bool:
+    """Whether a step message for a renewal in `renewal_state` runs its step: not once the renewal ended (a
+    message redelivered after the end leaves the finished renewal untouched; `sftrenew retry` reopens a
+    renewal before it sends anything)."""
+    return renewal_state not in FINISHED_RENEWAL_STATES
 
 
 # ------------------------------------------------------------------ the renewal's recorded state
@@ -186,6 +199,29 @@ def resume(fmcs: Sequence[FmcRecord]) -> Resume:
     if running.unsettled:
         return SendPushes(running.name, running.unsettled, running.push_round)
     return SendVerify(running.name, running.push_round)
+
+
+@dataclass(frozen=True)
+class Superseded:
+    """The attempts a resend takes over: those of `steps` on `devices` (None: the FMC itself) of `fmc` that
+    are still `started` died with their worker (the renewal stalled), and are closed as interrupted."""
+
+    fmc: str
+    steps: tuple[Literal["backup", "validate", "regenerate", "push", "verify"], ...]
+    devices: tuple[str | None, ...] = (None,)
+
+
+def superseded(decided: Resume) -> Superseded | None:
+    """What a resend decided by `resume` takes over: the control steps it sends again, the pushes of the
+    devices it sends again, or the verify; None for an advance (it sends no step)."""
+    match decided:
+        case SendControl(fmc=fmc, start=start):
+            return Superseded(fmc, CONTROL_STEPS[CONTROL_STEPS.index(start) :])
+        case SendPushes(fmc=fmc, devices=devices):
+            return Superseded(fmc, ("push",), devices)
+        case SendVerify(fmc=fmc):
+            return Superseded(fmc, ("verify",))
+    return None
 
 
 # ------------------------------------------------------------------ attempts: one policy for both runners

@@ -19,6 +19,9 @@ CONTROL = ("backup", "validate", "regenerate", "verify")
 ERROR_STATES = ("failed", "retrying", "refused")
 #: Push states that count as done in the progress: settled, whatever the outcome.
 DONE_STATES = ("succeeded", "skipped", "failed", "refused")
+#: Attempts that say nothing of their step's outcome: a duplicate that stood aside while another task ran the
+#: step. Shown only when no other attempt exists.
+NO_OUTCOME_STATES = ("ignored",)
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,11 @@ class DeviceLine:
 
 
 def _last(steps: Sequence[StepRun], step: str, device: str | None) -> StepRun | None:
+    """The attempt that says how the step stands: the newest one, passing over ignored duplicates (whose
+    numbers may be higher than the real run's)."""
     runs = [s for s in steps if s.step == step and s.device == device]
-    return max(runs, key=lambda s: s.attempt) if runs else None
+    telling = [s for s in runs if s.state not in NO_OUTCOME_STATES] or runs
+    return max(telling, key=lambda s: s.attempt) if telling else None
 
 
 def device_lines(steps: Sequence[StepRun]) -> list[DeviceLine]:
@@ -44,7 +50,9 @@ def device_lines(steps: Sequence[StepRun]) -> list[DeviceLine]:
     for device in devices:
         push = _last(steps, "push", device)
         verdict = _last(steps, "verify", device)
-        attempts = sum(1 for s in steps if s.step == "push" and s.device == device)
+        attempts = sum(
+            1 for s in steps if s.step == "push" and s.device == device and s.state not in NO_OUTCOME_STATES
+        )
         error = (push.error_kind or "") if push and push.state in ERROR_STATES else ""
         if verdict is not None and verdict.state == "failed":
             error = error or (verdict.error_kind or "")

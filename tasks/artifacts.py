@@ -8,7 +8,7 @@ needs here, in the database (keys sealed), never in a task argument. This module
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from pydantic import SecretStr, ValidationError
 from sqlmodel import Session
@@ -27,6 +27,7 @@ from pipeline.steps.regenerate import RegenOutcome
 from pipeline.steps.validate import ValidateOutcome
 from pipeline.steps.verify import Expected, Verdict, VerifyOutcome
 from pipeline.store import RenewalFmc
+from tasks import record
 from tasks.context import Context
 
 VALIDATE_PATH = "validate.json"
@@ -138,9 +139,11 @@ def expected_peers(ctx: Context, renewal_id: str, fmc: str) -> tuple[list[Expect
     return expected, record.fmc_uuid
 
 
-def claim(ctx: Context, renewal_id: str, fmc: str, *, token: str) -> datetime | None:
-    """The time of the regeneration claim this task holds (first claim, a retry of the claiming task, or a
-    take-over from a holder that must be dead), or None while a live task holds it."""
+def claim(ctx: Context, renewal_id: str, fmc: str, *, token: str) -> bool:
+    """Whether this task holds the regeneration claim (first claim, a retry or redelivery of the claiming
+    task, or a take-over from a holder that must be dead, whose attempts still `started` are then closed as
+    interrupted); False while a live task holds it, or once the regeneration is done and another task made
+    it."""
     now = ctx.now()
     with ctx.db() as db:
         held = store.claim_regeneration(session=db, renewal_id=renewal_id, fmc=fmc, token=token, now=now)
@@ -149,8 +152,26 @@ def claim(ctx: Context, renewal_id: str, fmc: str, *, token: str) -> datetime | 
             held = store.take_over_regeneration(
                 session=db, renewal_id=renewal_id, fmc=fmc, token=token, stale_before=stale, now=now
             )
-        row = store.renewal_fmc(session=db, renewal_id=renewal_id, fmc=fmc)
-    return row.regen_claimed_at_utc if held else None
+            if held:
+                lost = store.interrupt_started(
+                    session=db,
+                    renewal_id=renewal_id,
+                    fmc=fmc,
+                    steps=("regenerate",),
+                    other_than=token,
+                    now=now,
+                )
+                record.mark_lost(lost, taker=token)
+    return held
+
+
+def record_intent(ctx: Context, renewal_id: str, fmc: str, *, token: str) -> bool:
+    """Record (committed) that this task, holding the claim, is about to run generate_certs.pl; False when it
+    no longer holds the claim (then it must not run it)."""
+    with ctx.db() as db:
+        return store.record_regeneration_intent(
+            session=db, renewal_id=renewal_id, fmc=fmc, token=token, now=ctx.now()
+        )
 
 
 def save_regeneration(ctx: Context, renewal_id: str, pair: FmcPair, outcome: RegenOutcome) -> list[str]:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 
-from celery import current_app
+from celery import Celery, current_app
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -108,12 +109,26 @@ class Context:
 
 
 _CONTEXTS: dict[int, Context] = {}
+#: The settings of each Celery app `workers.app.make_celery` made. Kept here, not in the app's configuration:
+#: a worker hands its configuration to whoever asks (`celery inspect conf`, Flower's worker page), and the
+#: settings hold the database URL and the artifact key. Weak keys: an app dropped takes its entry with it.
+_SETTINGS: weakref.WeakKeyDictionary[Celery, Settings] = weakref.WeakKeyDictionary()
+
+
+def register_settings(app: Celery, settings: Settings) -> None:
+    """Make `settings` the settings of `app`'s tasks (called by `workers.app.make_celery`)."""
+    _SETTINGS[app] = settings
+
+
+def settings_of(app: Celery) -> Settings | None:
+    """The settings `app` was made with, or None for an app `make_celery` did not make."""
+    return _SETTINGS.get(app)
 
 
 def context() -> Context:
     """The context of the current Celery app (one per worker process)."""
-    settings = current_app.conf.get("sftrenew_settings")
-    if not isinstance(settings, Settings):
+    settings = settings_of(current_app._get_current_object())
+    if settings is None:
         raise ConfigError("this Celery app was not made by workers.app.make_celery (no sftrenew settings)")
     key = id(settings)
     if key not in _CONTEXTS:

@@ -5,7 +5,8 @@ step.
 task what its step needs (the pair, sessions to the FMC), and records the end. On an error it does what
 `pipeline.flow.after_control_error` decides: retry (Celery's countdown is the flow's backoff) while the FMC
 is unreachable, else fail the FMC and let `tasks.flow.advance` carry out `after_fmc` (which stops the
-renewal).
+renewal). A message for a renewal that ended (redelivered, or resent late) records and runs nothing
+(`pipeline.flow.takes_step`); a duplicate that stands aside (Celery's Ignore) is recorded as `ignored`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from celery import Task
+from celery.exceptions import Ignore
 
 from pipeline import flow, store
 from pipeline.devices.factory import SessionFactory
@@ -25,6 +27,9 @@ from pipeline.store import StepName
 from tasks import record
 from tasks.context import Context, context
 from tasks.flow import advance
+
+#: What an ignored duplicate's attempt says.
+IGNORED_MESSAGE = "a duplicate: another task runs this step"
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,9 @@ def control_run(task: Task, renewal_id: str, fmc: str, step: StepName) -> Iterat
     ctx = context()
     attempt = task.request.retries + 1
     with ctx.db() as db:
-        _, pair = ctx.renewal(db, renewal_id)
+        renewal, pair = ctx.renewal(db, renewal_id)
+        if not flow.takes_step(renewal.state):
+            raise Ignore()  # the renewal ended: a late message leaves it untouched (nothing recorded)
         factory, resolver = ctx.devices(pair.name)  # before the record: a bad inventory records nothing
         started = record.started(
             db, renewal_id=renewal_id, fmc=fmc, step=step, task_id=task.request.id, now=ctx.now()
@@ -75,6 +82,11 @@ def control_run(task: Task, renewal_id: str, fmc: str, step: StepName) -> Iterat
     run = ControlRun(ctx, renewal_id, pair, fmc, factory)
     try:
         yield run
+    except Ignore:
+        # A duplicate standing aside (a regenerate whose claim another live task holds): not a failure.
+        with ctx.db() as db:
+            record.finished(db, started, "ignored", now=ctx.now(), message=IGNORED_MESSAGE)
+        raise
     except SftrenewError as exc:
         decided = flow.after_control_error(attempt, exc.retryable, ctx.retry_policy)
         with ctx.db() as db:
@@ -88,7 +100,7 @@ def control_run(task: Task, renewal_id: str, fmc: str, step: StepName) -> Iterat
         raise
     except Exception as exc:
         # Not one of ours: a bug (the task fails; once the renewal stalls, the reconciler sends the step
-        # again), or Celery's Ignore from a regenerate whose claim another live task holds: recorded failed.
+        # again).
         with ctx.db() as db:
             record.finished(
                 db, started, "failed", now=ctx.now(), failure=record.Failure.of(exc, resolver.redact)

@@ -23,6 +23,7 @@ from pipeline import flow, store
 from pipeline.inventory import FmcPair, Ftd
 from pipeline.steps.validate import peers_of
 from pipeline.store import RenewalFmc, StepRun
+from tasks import record
 from tasks.context import Context
 from tasks.queues import CONTROL_QUEUE, push_queue
 
@@ -155,11 +156,24 @@ def send(ctx: Context, renewal_id: str, pair: FmcPair, decided: flow.Resume | No
 
 
 def resend(ctx: Context, renewal_id: str, pair: FmcPair) -> flow.Resume:
-    """Send again what a stalled renewal is waiting for (`flow.resume` decides), and mark it touched so that
-    the next reconciler run gives the sent piece time to move."""
+    """Send again what a stalled renewal is waiting for (`flow.resume` decides), close the attempts it takes
+    over that are still `started` as interrupted (`flow.superseded`: their worker died), and mark the renewal
+    touched so that the next reconciler run gives the sent piece time to move."""
     with ctx.db() as db:
         recorded = records(db, renewal_id, progress=True)
+        decided = flow.resume(recorded)
+        taken = flow.superseded(decided)
+        lost: list[str | None] = []
+        if taken is not None:
+            lost = store.interrupt_started(
+                session=db,
+                renewal_id=renewal_id,
+                fmc=taken.fmc,
+                steps=taken.steps,
+                devices=taken.devices,
+                now=ctx.now(),
+            )
         store.touch(session=db, renewal_id=renewal_id, now=ctx.now())
-    decided = flow.resume(recorded)
+    record.mark_lost(lost)
     send(ctx, renewal_id, pair, decided)
     return decided

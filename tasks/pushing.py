@@ -156,11 +156,14 @@ def begin(
     ctx: Context, slot: Slot, number: int, *, task_id: str | None, who: str | None
 ) -> PushAttempt | None:
     """The attempt `number` (1-based) of the slot's push, loaded and recorded as started in one transaction;
-    None when its slot settled already (a redelivered or duplicate push: nothing is recorded)."""
+    None when its slot settled already (a redelivered or duplicate push) or the renewal ended (a late
+    message): nothing is recorded."""
     with ctx.db() as db:
         if artifacts.slot_settled(db, slot.renewal_id, slot.fmc, slot.round, slot.device):
             return None  # flow.begin_push's first rule, asked before the inventory: nothing else matters
         renewal, pair = ctx.renewal(db, slot.renewal_id)
+        if not flow.takes_step(renewal.state):
+            return None
         factory, resolver = ctx.devices(pair.name)
         routes = tuple(factory.routes_for(slot.device))
         decided = flow.begin_push(False, routes, number, ctx.retry_policy)

@@ -9,10 +9,13 @@ one. Whether a failed attempt is retried, and so how it is recorded, is `pipelin
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from celery import current_app
+from celery.exceptions import WorkerLostError
 from sqlmodel import Session
 
 from pipeline import store
@@ -21,6 +24,10 @@ from pipeline.store import StepName, StepState
 
 #: What the record says of an error that is not one of ours (a bug): the traceback is in the worker log.
 INTERNAL_MESSAGE = "internal error; see the worker log"
+#: What Celery's result backend and Flower say of a task whose worker died once another task took its step.
+LOST_MESSAGE = "its worker stopped (killed or lost); another task took the step over"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -92,3 +99,23 @@ def finished(
         route=record.route,
         now=now,
     )
+
+
+def mark_lost(task_ids: Iterable[str | None], *, taker: str | None = None) -> None:
+    """Tell Celery's own record that these tasks died with their worker, once their attempts were closed as
+    interrupted (`store.interrupt_started`): FAILURE in the result backend and a task-failed event, so that
+    Flower does not show them STARTED forever beside the task that took their step over (`taker`, left as
+    it is). Best effort: the database of record already says it; a broker or backend hiccup only logs."""
+    lost = sorted({t for t in task_ids if t and t != taker})
+    if not lost:
+        return
+    app = current_app._get_current_object()
+    exc = WorkerLostError(LOST_MESSAGE)
+    try:
+        for task_id in lost:
+            app.backend.mark_as_failure(task_id, exc, call_errbacks=False)
+        with app.events.default_dispatcher() as dispatcher:
+            for task_id in lost:
+                dispatcher.send("task-failed", uuid=task_id, exception=repr(exc), traceback="")
+    except Exception as err:  # any broker or backend error (Redis' own too): logged, never raised
+        log.warning("could not mark tasks %s as lost in Celery's record: %r", ", ".join(lost), err)

@@ -69,18 +69,26 @@ def validate_task(self: Task, renewal_id: str, fmc: str) -> Result:
 
 @shared_task(bind=True, base=StepTask, name="sftrenew.regenerate", max_retries=flow.CONTROL_RETRIES)
 def regenerate_task(self: Task, renewal_id: str, fmc: str) -> Result:
+    """The claim is taken before the FMC's CA is read; the intent to run generate_certs.pl is recorded after
+    the FMC was found on the backed-up CA and before the script runs (`pipeline.steps.regenerate`)."""
+    token = str(self.request.id)
     with control_run(self, renewal_id, fmc, "regenerate") as run:
-        claimed_at = artifacts.claim(run.ctx, renewal_id, fmc, token=self.request.id)
-        if claimed_at is None:
-            raise Ignore()  # another live task holds the claim; it carries the chain on
+        if not artifacts.claim(run.ctx, renewal_id, fmc, token=token):
+            raise Ignore()  # another live task holds the claim; it carries the chain on (recorded ignored)
         row = artifacts.fmc_row(run.ctx, renewal_id, fmc)
+
+        def record_intent() -> None:
+            if not artifacts.record_intent(run.ctx, renewal_id, fmc, token=token):
+                raise Ignore()  # the claim was taken over: the task that took it runs generate_certs.pl
+
         with run.fmc_session() as session:
             outcome = regenerate(
                 session,
                 fmc_uuid=row.fmc_uuid or "",
                 started_from_sha256=row.ca_before_sha256 or "",
                 created_sha256=row.ca_after_sha256,
-                claimed_at_utc=claimed_at,
+                intent_recorded=row.regen_intent_at_utc is not None,
+                record_intent=record_intent,
                 timeout=run.ctx.settings.ssh.regenerate_timeout,
             )
         devices = artifacts.save_regeneration(run.ctx, renewal_id, run.pair, outcome)
@@ -108,7 +116,7 @@ def push_task(
     ctx, slot = context(), pushing.Slot(renewal_id, fmc, device, round_)
     attempt = pushing.begin(ctx, slot, self.request.retries + 1, task_id=self.request.id, who=who)
     if attempt is None:
-        return {"renewal": renewal_id, "fmc": fmc, "device": device, "state": "already settled"}
+        return {"renewal": renewal_id, "fmc": fmc, "device": device, "state": "already settled or ended"}
     try:
         outcome = attempt.push()
     except Exception as exc:

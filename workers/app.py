@@ -22,6 +22,7 @@ from celery import Celery
 
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
+from tasks.context import register_settings
 from tasks.queues import CONTROL_QUEUE
 
 TASK_MODULES = ("tasks.steps", "tasks.reconcile")
@@ -56,8 +57,10 @@ def make_celery(settings: Settings) -> Celery:
     c = settings.celery
     app = Celery("sftrenew", include=list(TASK_MODULES))
     app.conf.update(
-        broker_url=c.broker_url,
-        result_backend=c.result_backend,
+        # Celery needs the URLs whole; it masks their passwords wherever it shows its configuration
+        # (`conf.table(censored=True)`, what a worker answers to `inspect conf`, so Flower's worker page).
+        broker_url=c.broker_url.get_secret_value(),
+        result_backend=c.result_backend.get_secret_value(),
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
@@ -85,5 +88,7 @@ def make_celery(settings: Settings) -> Celery:
         enable_utc=True,
         worker_hijack_root_logger=False,
     )
-    app.conf.sftrenew_settings = settings
+    # Not in `app.conf`: a worker hands its configuration to anyone who asks (Flower shows it), and the
+    # settings hold the database URL and the artifact key. The tasks find them by the app.
+    register_settings(app, settings)
     return app

@@ -1,17 +1,30 @@
 """Step 3, regenerate: `generate_certs.pl` on the FMC, exactly once per renewal.
 
 `decide_regeneration` is the whole of "exactly once", as a pure function: the FMC still holds the CA the
-renewal started from -> run; it holds the CA this renewal created (known, or provably made after this renewal
-claimed the regeneration) -> do not run again, read the result back; anything else -> a CA nobody here knows
-about: stop. The act part answers both prompts, parses the output and FAILED_PUSH, and reads back the new CA,
-the FMC's cert and every peer's new `certs_pushed/` cert and key, checking with cryptography that each is
-issued by the new CA and matches its key.
+renewal started from -> run; it holds the CA this renewal created -> do not run again, read the result back;
+anything else -> a CA nobody here knows about: stop.
+
+"This renewal created it" is decided without clocks. It is the recorded new CA, or, when none was recorded (a
+worker killed during or right after generate_certs.pl), any CA other than the backed-up one found after this
+renewal recorded its intent to run generate_certs.pl: the caller records that intent (`record_intent`, a
+committed database write) after finding the backed-up CA on the FMC and before running the script, and tells
+later attempts (`intent_recorded`). A CA other than the backed-up one with no intent recorded is foreign,
+whatever its dates say: a hand-made regeneration between the backup and this step stops the renewal with
+ForeignCAError. What remains: a hand-made run inside a crashed attempt's own window (after its intent, before
+the next attempt reads the CA) is taken for this renewal's. The FMC keeps no proof of who ran the script
+(device-facts 11.5: what a run folder holds on a real FMC is unknown, and a hand-made run from the backed-up
+CA would name it as the old one just as ours does), so nothing on it can tell the two apart.
+
+The act part answers both prompts, parses the output and FAILED_PUSH, and reads back the new CA, the FMC's
+cert and every peer's new `certs_pushed/` cert and key, checking with cryptography that each is issued by the
+new CA and matches its key.
 """
 
 from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,7 +46,8 @@ from pipeline.material import PeerMaterial
 from pipeline.parsing import FailedPush, parse_failed_push, parse_generate_certs
 
 CONTINUE = r"Do you want to continue\? \[yes/no\]:"
-#: A CA whose notBefore is this close before the renewal's claim still counts as made after it (clock skew).
+#: Finding the FAILED_PUSH of the run that made an adopted CA: a run folder named up to this long before the
+#: CA's notBefore is that run's (both times are the FMC's own clock). Never used to decide whose CA it is.
 CLOCK_SKEW = timedelta(minutes=5)
 
 
@@ -44,23 +58,16 @@ class RegenDecision(enum.Enum):
 
 
 def decide_regeneration(
-    *,
-    current_sha256: str,
-    current_not_before_utc: datetime,
-    started_from_sha256: str,
-    created_sha256: str | None,
-    claimed_at_utc: datetime | None,
+    *, current_sha256: str, started_from_sha256: str, created_sha256: str | None, intent_recorded: bool
 ) -> RegenDecision:
-    """`claimed_at_utc`: when this renewal claimed the regeneration (None if it never did). A CA made after
-    that claim is this renewal's even if its fingerprint was never recorded (a worker killed right after
-    generate_certs.pl)."""
+    """`intent_recorded`: this renewal recorded, before this attempt read the FMC's CA, that it was about to
+    run generate_certs.pl (so it ran, or may have run, it: a worker killed mid-run). Only then is a CA other
+    than the backed-up one, with no new CA recorded, this renewal's. No clock takes part."""
     if current_sha256 == started_from_sha256:
         return RegenDecision.RUN
     if created_sha256 is not None:
         return RegenDecision.ALREADY_DONE if current_sha256 == created_sha256 else RegenDecision.FOREIGN_CA
-    if claimed_at_utc is not None and current_not_before_utc >= claimed_at_utc - CLOCK_SKEW:
-        return RegenDecision.ALREADY_DONE
-    return RegenDecision.FOREIGN_CA
+    return RegenDecision.ALREADY_DONE if intent_recorded else RegenDecision.FOREIGN_CA
 
 
 @dataclass(frozen=True)
@@ -82,28 +89,36 @@ class RegenOutcome:
         raise KeyError(uuid)
 
 
+def _no_intent_to_record() -> None:
+    """The in-process runner keeps no record: it only ever runs from the backed-up CA, in one process."""
+
+
 def regenerate(
     session: DeviceSession,
     *,
     fmc_uuid: str,
     started_from_sha256: str,
     created_sha256: str | None = None,
-    claimed_at_utc: datetime | None = None,
+    intent_recorded: bool = False,
+    record_intent: Callable[[], None] = _no_intent_to_record,
     timeout: float = 900.0,
 ) -> RegenOutcome:
-    """Run (or adopt) the regeneration on this FMC; raise ForeignCAError on a CA we did not make."""
+    """Run (or adopt) the regeneration on this FMC; raise ForeignCAError on a CA we did not make.
+
+    `record_intent` is called, and must have committed, after the FMC was found on the backed-up CA and
+    before generate_certs.pl runs; it raises to stop the run (another task took the claim over)."""
     current = CertFacts.from_pem(session.read_file(CA_CERT))
     decision = decide_regeneration(
         current_sha256=current.sha256,
-        current_not_before_utc=current.not_before_utc,
         started_from_sha256=started_from_sha256,
         created_sha256=created_sha256,
-        claimed_at_utc=claimed_at_utc,
+        intent_recorded=intent_recorded,
     )
     if decision is RegenDecision.FOREIGN_CA:
         raise ForeignCAError(session.device, current.sha256, started_from_sha256)
     failed_path: str | None = None
     if decision is RegenDecision.RUN:
+        record_intent()
         failed_path = _run_generate_certs(session, timeout)
     else:
         failed_path = _newest_failed_push(session, current.not_before_utc)

@@ -16,6 +16,7 @@ from pipeline.store.fmcs import (
     fmcs_of,
     record_ca_before,
     record_regeneration,
+    record_regeneration_intent,
     renewal_fmc,
     set_fmc_state,
     take_over_regeneration,
@@ -43,7 +44,7 @@ from pipeline.store.rounds import (
     unsettled,
 )
 from pipeline.store.schema import current_revision, make_engine, migrate, open_session
-from pipeline.store.steps import failed_pushes, step_finished, step_started, steps_of
+from pipeline.store.steps import failed_pushes, interrupt_started, step_finished, step_started, steps_of
 from pipeline.store.tables import (
     Artifact,
     FmcState,
@@ -85,6 +86,7 @@ __all__ = [
     "finish_renewal",
     "fmcs_of",
     "history",
+    "interrupt_started",
     "last_renewal",
     "make_engine",
     "mark_running",
@@ -96,6 +98,7 @@ __all__ = [
     "push_round",
     "record_ca_before",
     "record_regeneration",
+    "record_regeneration_intent",
     "record_restarted",
     "record_write_started",
     "renewal",

@@ -101,9 +101,10 @@ def take_over_regeneration(
     and no regeneration is recorded as done. True when taken, and for the holder itself (same `token`);
     False when the claim is fresh, done, or was never made (claim_regeneration makes the first one).
 
-    The first claim's time (`regen_claimed_at_utc`) stays: it is what shows a CA found later on the FMC was
-    made by this renewal. Staleness is measured from when the current holder took the claim, which a
-    takeover moves: of two racing takers one wins, and the winner is not itself stale at once.
+    The first claim's time (`regen_claimed_at_utc`) stays, for the record; whose CA the FMC holds is decided
+    by the recorded intent (`record_regeneration_intent`), never by a time. Staleness is measured from when
+    the current holder took the claim, which a takeover moves: of two racing takers one wins, and the winner
+    is not itself stale at once.
     """
     if not token:
         raise ValueError("a regeneration takeover needs a token (the taking task's id)")
@@ -120,6 +121,21 @@ def take_over_regeneration(
             won = _holder(session, renewal_id, fmc) == token
         moved(session, renewal_id, now)
     return won
+
+
+def record_regeneration_intent(
+    *, session: Session, renewal_id: str, fmc: str, token: str, now: datetime
+) -> bool:
+    """The claim's holder (`token`) is about to run generate_certs.pl: recorded before it runs, so that a CA
+    found later with no new CA recorded (a worker killed mid-run) is known to be this renewal's, and a CA
+    found with no intent recorded is known not to be. False when `token` no longer holds the claim (it was
+    taken over) or the regeneration is recorded as done: then the caller must not run it."""
+    holds = and_(col(RenewalFmc.regen_token) == token, col(RenewalFmc.regen_done_at_utc).is_(None))
+    with committed(session):
+        recorded = _update_if(session, renewal_id, fmc, holds, {"regen_intent_at_utc": require_utc(now)})
+        if recorded:
+            moved(session, renewal_id, now)
+    return recorded
 
 
 def record_regeneration(

@@ -39,7 +39,7 @@ _IN_PROCESS = threading.Lock()
 def database_url(settings: Settings) -> URL:
     """The settings' URL, with bare `postgresql://`/`postgres://` meaning the psycopg 3 driver we ship."""
     try:
-        url = make_url(settings.database_url)
+        url = make_url(settings.database_url.get_secret_value())
     except ArgumentError:
         # The URL may hold a password: the message names the variable, not the value.
         raise ConfigError(

@@ -8,9 +8,10 @@ are cut to `MESSAGE_CHARS` here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, func
+from sqlalchemy import ColumnElement, and_, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -29,6 +30,50 @@ from pipeline.store.tables import (
 
 #: How often step_started renumbers when a concurrent twin took the same attempt number.
 _NUMBER_TRIES = 5
+#: What an attempt closed as interrupted says.
+INTERRUPTED_MESSAGE = "its worker stopped (killed or lost); a later attempt took the step over"
+
+
+def _device_in(devices: Sequence[str | None]) -> ColumnElement[bool]:
+    return or_(*(col(StepRun.device).is_(None) if d is None else col(StepRun.device) == d for d in devices))
+
+
+def interrupt_started(  # noqa: PLR0913 - keyword-only: which attempts, and when
+    *,
+    session: Session,
+    renewal_id: str,
+    fmc: str,
+    steps: Sequence[StepName],
+    devices: Sequence[str | None] = (None,),
+    task_id: str | None = None,
+    other_than: str | None = None,
+    now: datetime,
+) -> list[str | None]:
+    """Close as `interrupted` the attempts still `started` of `steps` on `devices` (None: the FMC itself):
+    their worker died and the step is being taken over. With `task_id`, only that task's (a redelivered task
+    takes over its own); with `other_than`, all but that task's (a takeover). Returns the closed attempts'
+    task ids (so that the caller can tell Celery's own record too)."""
+    if not steps or not devices:
+        return []
+    query = select(StepRun).where(
+        col(StepRun.renewal_id) == renewal_id,
+        col(StepRun.fmc) == fmc,
+        col(StepRun.step).in_(steps),
+        col(StepRun.state) == "started",
+        _device_in(devices),
+    )
+    if task_id is not None:
+        query = query.where(col(StepRun.task_id) == task_id)
+    if other_than is not None:
+        query = query.where(or_(col(StepRun.task_id).is_(None), col(StepRun.task_id) != other_than))
+    with committed(session):
+        rows = list(session.exec(query).all())
+        for row in rows:
+            row.state, row.finished_at_utc = "interrupted", require_utc(now)
+            row.message = INTERRUPTED_MESSAGE
+        if rows:
+            moved(session, renewal_id, now)
+    return [row.task_id for row in rows]
 
 
 def _next_attempt(session: Session, renewal_id: str, fmc: str, device: str | None, step: str) -> int:
@@ -52,13 +97,24 @@ def step_started(  # noqa: PLR0913 - keyword-only, one per column the caller kno
     now: datetime,
 ) -> StepRun:
     """A new attempt of `step` on `device` (None: the FMC itself), numbered after the ones before it. A push
-    always names its device."""
+    always names its device. An earlier attempt of the same task still `started` died with its worker (the
+    message was redelivered): it is closed as `interrupted` first."""
     if step not in STEPS:
         raise ValueError(f"a step is one of {STEPS}, not {step!r}")
     if step == "push" and device is None:
         raise ValueError("a push step names the device it pushes to")
     renewal_fmc(session=session, renewal_id=renewal_id, fmc=fmc)
     started_at_utc = require_utc(now)
+    if task_id is not None:
+        interrupt_started(
+            session=session,
+            renewal_id=renewal_id,
+            fmc=fmc,
+            steps=(step,),
+            devices=(device,),
+            task_id=task_id,
+            now=started_at_utc,
+        )
     for tries_left in reversed(range(_NUMBER_TRIES)):
         row = StepRun(
             renewal_id=renewal_id,

@@ -37,7 +37,9 @@ RenewalState = Literal["queued", "running", "succeeded", "failed", "partial"]
 FmcState = Literal["pending", "running", "succeeded", "failed", "partial"]
 Role = Literal["primary", "secondary"]
 StepName = Literal["backup", "validate", "regenerate", "push", "verify"]
-StepState = Literal["started", "succeeded", "failed", "skipped", "retrying", "refused"]
+StepState = Literal[
+    "started", "succeeded", "failed", "skipped", "retrying", "refused", "ignored", "interrupted"
+]
 SlotOutcome = Literal["succeeded", "skipped", "failed"]
 
 ACTIVE_STATES: Final = ("queued", "running")
@@ -46,7 +48,18 @@ FMC_STATES: Final = ("pending", "running", "succeeded", "failed", "partial")
 ROLES: Final = ("primary", "secondary")
 STEPS: Final = ("backup", "validate", "regenerate", "push", "verify")
 #: `refused`: a push whose session never opened (nothing was written) and that will not be retried.
-STEP_STATES: Final = ("started", "succeeded", "failed", "skipped", "retrying", "refused")
+#: `ignored`: a duplicate that stood aside (another live task holds the step); `interrupted`: an attempt whose
+#: worker died, closed when a later attempt or the reconciler took the step over.
+STEP_STATES: Final = (
+    "started",
+    "succeeded",
+    "failed",
+    "skipped",
+    "retrying",
+    "refused",
+    "ignored",
+    "interrupted",
+)
 #: The states of a step attempt that ended and will not be retried by Celery: `sftrenew retry` picks these.
 GAVE_UP_STATES: Final = ("failed", "refused")
 SLOT_OUTCOMES: Final = ("succeeded", "skipped", "failed")
@@ -144,11 +157,15 @@ class RenewalFmc(StoreBase, table=True):
     ca_after_sha256: str | None = Field(default=None, sa_type=String(64))
     #: Set once, by the first task that claims the regeneration; the claim is what makes it run once.
     regen_token: str | None = Field(default=None, sa_type=String(200))
-    #: When the first claim was made; a takeover keeps it (a CA found later was made after this time).
+    #: When the first claim was made; a takeover keeps it. For the record only: no decision reads it.
     regen_claimed_at_utc: datetime | None = Field(default=None, sa_type=UtcDateTime)
     regen_done_at_utc: datetime | None = Field(default=None, sa_type=UtcDateTime)
     #: When the current holder took the claim (its first claim, or a takeover): what "stale" is measured from.
     regen_taken_at_utc: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    #: Set by the claim's holder (committed) after it found the backed-up CA and before it runs
+    #: generate_certs.pl: only a CA found after this can be this renewal's without being recorded. Whether it
+    #: is set is what counts, never its value (no clock decides whose CA it is).
+    regen_intent_at_utc: datetime | None = Field(default=None, sa_type=UtcDateTime)
     #: The newest push round opened (0: none yet) and the newest round whose verify was claimed.
     push_round: int = Field(default=0, sa_column_kwargs={"server_default": text("0")})
     verify_round: int = Field(default=0, sa_column_kwargs={"server_default": text("0")})

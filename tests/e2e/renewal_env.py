@@ -2,7 +2,8 @@
 
 Everything is the real thing: `sftrenew worker` processes (threads pool) consuming from a redis-server
 process, recording in SQLite or PostgreSQL, renewing the lab's FMC pair over SSH; the operator's commands run
-as `sftrenew ...` subprocesses.
+as `sftrenew ...` subprocesses. Each process gets the environment of its role (`sftrenew.environments`,
+the rule the demo follows): a worker no Flower password, Flower no artifact key, database or device password.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from pipeline import store
+from sftrenew.environments import Role, environment_for
 from tests.e2e.services import RedisServer, Worker, http_get, http_status, wait_until
 from tests.lab.fixtures import RunningLab
 from workers.embedded import free_port
@@ -62,9 +64,18 @@ class RenewalEnv:
         env.update(self.overrides)
         return env
 
+    def env_for(self, role: Role) -> dict[str, str]:
+        """`env` less the secrets `role` does not use."""
+        return environment_for(role, self.env)
+
+    def __post_init__(self) -> None:
+        # As an operator runs `sftrenew migrate` first: commands refuse a database without sftrenew's tables,
+        # so `enqueue` must not race the first worker, which would create them.
+        store.migrate(self.engine)
+
     def start_worker(self, *, beat: bool = False) -> Worker:
         name = f"w{len(self.workers) + 1}"
-        worker = Worker(self.env, self.directory / f"worker-{name}.log", name=name, beat=beat)
+        worker = Worker(self.env_for("worker"), self.directory / f"worker-{name}.log", name=name, beat=beat)
         worker.start()
         self.workers.append(worker)
         return worker
@@ -72,7 +83,7 @@ class RenewalEnv:
     def sftrenew(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [SFTRENEW, *args],
-            env=self.env,
+            env=self.env_for("command"),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -118,7 +129,7 @@ class RenewalEnv:
         with (self.directory / "flower.log").open("ab") as log:
             process = subprocess.Popen(
                 [SFTRENEW, "flower", f"--port={port}"],
-                env=self.env,
+                env=self.env_for("flower"),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

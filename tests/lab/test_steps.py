@@ -155,9 +155,7 @@ def test_regenerate_twice_runs_generate_certs_once(make_lab: MakeLab) -> None:
             session, fmc_uuid=uuid, started_from_sha256=saved.ca_sha256, created_sha256=first.new_ca_sha256
         )
         # A worker killed after generate_certs.pl never recorded the new CA, but had claimed the run first.
-        third = regenerate(
-            session, fmc_uuid=uuid, started_from_sha256=saved.ca_sha256, claimed_at_utc=datetime.now(UTC)
-        )
+        third = regenerate(session, fmc_uuid=uuid, started_from_sha256=saved.ca_sha256, intent_recorded=True)
     finally:
         session.close()
     assert first.ran and not second.ran and not third.ran

@@ -3,6 +3,7 @@ plan."""
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import pickle
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,7 @@ from pipeline.steps.push import (
     decide_push,
     next_route,
 )
-from pipeline.steps.regenerate import CLOCK_SKEW, RegenDecision, decide_regeneration
+from pipeline.steps.regenerate import RegenDecision, decide_regeneration
 from pipeline.steps.validate import PeerFacts, RouteProbe, Tunnel, ValidateOutcome
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -36,54 +37,50 @@ JUMP = Route("jump", "jump-1")
 
 
 @pytest.mark.parametrize(
-    ("current", "created", "claimed", "not_before", "expected"),
+    ("current", "created", "intent", "expected"),
     [
-        ("old", None, None, NOW, RegenDecision.RUN),
-        (
-            "old",
-            "new",
-            NOW,
-            NOW,
-            RegenDecision.RUN,
-        ),  # still on the old CA: the claim was made, the run was not
-        ("new", "new", NOW, NOW, RegenDecision.ALREADY_DONE),
-        ("other", "new", NOW, NOW, RegenDecision.FOREIGN_CA),
-        (
-            "new",
-            None,
-            NOW,
-            NOW + timedelta(seconds=30),
-            RegenDecision.ALREADY_DONE,
-        ),  # killed before recording
-        ("new", None, NOW, NOW - CLOCK_SKEW, RegenDecision.ALREADY_DONE),  # within the clock skew
-        ("new", None, NOW, NOW - CLOCK_SKEW - timedelta(seconds=1), RegenDecision.FOREIGN_CA),
-        ("new", None, None, NOW, RegenDecision.FOREIGN_CA),  # never claimed: not ours
+        ("old", None, False, RegenDecision.RUN),
+        ("old", None, True, RegenDecision.RUN),  # the intent was recorded, the run never changed the CA
+        ("old", "new", True, RegenDecision.RUN),
+        ("new", "new", True, RegenDecision.ALREADY_DONE),
+        ("other", "new", True, RegenDecision.FOREIGN_CA),
+        ("new", None, True, RegenDecision.ALREADY_DONE),  # killed during or after generate_certs.pl
+        ("new", None, False, RegenDecision.FOREIGN_CA),  # made by hand after the backup, however young
     ],
 )
 def test_decide_regeneration(
-    current: str, created: str | None, claimed: datetime | None, not_before: datetime, expected: RegenDecision
+    current: str, created: str | None, intent: bool, expected: RegenDecision
 ) -> None:
     decision = decide_regeneration(
-        current_sha256=current,
-        current_not_before_utc=not_before,
-        started_from_sha256="old",
-        created_sha256=created,
-        claimed_at_utc=claimed,
+        current_sha256=current, started_from_sha256="old", created_sha256=created, intent_recorded=intent
     )
     assert decision is expected
 
 
 def test_regeneration_runs_only_from_the_starting_ca() -> None:
     """Over every combination, RUN happens exactly when the FMC still holds the CA the renewal began with."""
-    for current, created, claimed in itertools.product(("old", "new", "x"), ("new", None), (NOW, None)):
+    for current, created, intent in itertools.product(("old", "new", "x"), ("new", None), (True, False)):
         decision = decide_regeneration(
-            current_sha256=current,
-            current_not_before_utc=NOW,
-            started_from_sha256="old",
-            created_sha256=created,
-            claimed_at_utc=claimed,
+            current_sha256=current, started_from_sha256="old", created_sha256=created, intent_recorded=intent
         )
         assert (decision is RegenDecision.RUN) == (current == "old")
+
+
+def test_the_foreign_ca_fence_reads_no_clock() -> None:
+    """Whose CA it is depends on fingerprints and the recorded intent only: no time is an input, so no clock
+    skew can open the fence; a CA this renewal neither made nor saw at backup is foreign unless the renewal
+    recorded, before reading it, that it was about to run generate_certs.pl."""
+    assert set(inspect.signature(decide_regeneration).parameters) == {
+        "current_sha256",
+        "started_from_sha256",
+        "created_sha256",
+        "intent_recorded",
+    }
+    for current, created in itertools.product(("new", "x"), ("new", None)):
+        decision = decide_regeneration(
+            current_sha256=current, started_from_sha256="old", created_sha256=created, intent_recorded=False
+        )
+        assert (decision is RegenDecision.ALREADY_DONE) == (created == current)
 
 
 WANTED = PeerMaterial("u", b"ca", b"cert", b"key", ca_sha256="ca1", cert_sha256="cert1")

@@ -281,6 +281,32 @@ def test_the_flow_speaks_the_store_vocabulary() -> None:
     assert typing.get_args(flow.StepState) == STEP_STATES
     assert set(flow.CONTROL_STEPS) < set(STEPS)
     assert set(flow.GAVE_UP_STATES) <= set(STEP_STATES)
+    assert {"ignored", "interrupted"} <= set(STEP_STATES)
+
+
+@pytest.mark.parametrize(
+    ("state", "runs"),
+    [("queued", True), ("running", True), ("succeeded", False), ("failed", False), ("partial", False)],
+)
+def test_a_message_for_a_finished_renewal_runs_no_step(state: str, runs: bool) -> None:
+    assert flow.takes_step(state) is runs
+
+
+@pytest.mark.parametrize(
+    ("decided", "taken"),
+    [
+        (SendControl("fmc-a", "backup"), flow.Superseded("fmc-a", ("backup", "validate", "regenerate"))),
+        (SendControl("fmc-b", "regenerate"), flow.Superseded("fmc-b", ("regenerate",))),
+        (SendPushes("fmc-a", ("ftd-1", "ftd-2"), 2), flow.Superseded("fmc-a", ("push",), ("ftd-1", "ftd-2"))),
+        (SendVerify("fmc-a", 1), flow.Superseded("fmc-a", ("verify",))),
+        (Advance(), None),
+    ],
+)
+def test_a_resend_takes_over_the_attempts_of_what_it_sends(
+    decided: flow.Resume, taken: flow.Superseded | None
+) -> None:
+    """The reconciler closes as interrupted the attempts still started of exactly the steps it sends again."""
+    assert flow.superseded(decided) == taken
 
 
 # ------------------------------------------------------------------ attempts and the one retry policy

@@ -63,6 +63,36 @@ def test_status_prints_refused_and_the_restart() -> None:
     assert restart.endswith(RESTARTED_ONLY)
 
 
+def test_an_ignored_duplicate_never_hides_the_real_run() -> None:
+    """A duplicate regenerate that stood aside may be numbered after the run that regenerated: status shows
+    the real run's state, each step once."""
+    steps = [
+        _run("backup", "interrupted"),
+        _run("backup", "succeeded", attempt=2),
+        _run("validate", "succeeded"),
+        _run("regenerate", "succeeded"),
+        _run("regenerate", "ignored", attempt=2),
+        _run("verify", "succeeded"),
+    ]
+    renewal = Renewal(
+        id="r1", pair="dc1", requested_by="ops", requested_at_utc=T0, state="succeeded", last_progress_utc=T0
+    )
+    fmc = RenewalFmc(renewal_id="r1", fmc="fmc-a", role="primary", state="succeeded")
+    text = report.render(renewal, [fmc], steps)
+    assert "backup:succeeded  validate:succeeded  regenerate:succeeded  verify:succeeded" in text
+    assert "ignored" not in text and "interrupted" not in text
+    assert report.progress([fmc], steps) == (4, 4)
+
+
+def test_an_ignored_attempt_alone_still_shows() -> None:
+    fmc = RenewalFmc(renewal_id="r1", fmc="fmc-a", role="primary", state="running")
+    renewal = Renewal(
+        id="r1", pair="dc1", requested_by="ops", requested_at_utc=T0, state="running", last_progress_utc=T0
+    )
+    text = report.render(renewal, [fmc], [_run("regenerate", "ignored", attempt=1)])
+    assert "regenerate:ignored" in text
+
+
 def test_a_refused_push_is_done_like_a_failed_one() -> None:
     fmc = RenewalFmc(renewal_id="r1", fmc="fmc-a", role="primary", state="running")
     done, total = report.progress([fmc], STEPS)

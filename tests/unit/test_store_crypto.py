@@ -35,7 +35,7 @@ def test_new_keys_are_32_random_bytes_in_urlsafe_base64() -> None:
 def test_a_key_from_the_environment_is_usable_and_hidden_in_settings() -> None:
     key = new_artifact_key()
     settings = load_settings({KEY_VARIABLE: key, "SFTRENEW_DATABASE_URL": "sqlite:///x.db"})
-    assert settings.database_url == "sqlite:///x.db"
+    assert settings.database_url.get_secret_value() == "sqlite:///x.db"
     assert artifact_key(settings.artifact_key) == base64.urlsafe_b64decode(key)
     assert key not in repr(settings)
 
