@@ -392,6 +392,16 @@ def kind_of(exc: BaseException) -> ErrorKind:
     return ErrorKind.INTERNAL
 
 
+#: The kinds of a refused login: the device refused our credential, or we refused its host key.
+REFUSAL_KINDS = frozenset({ErrorKind.REFUSED_AUTH, ErrorKind.REFUSED_HOST_KEY})
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """Whether `exc` is a refused login (authentication or host key): trying the device again in the same
+    renewal, by another route or step, only adds a refused login (with AAA lockout, locks the account)."""
+    return kind_of(exc) in REFUSAL_KINDS
+
+
 def recorded_kind(exc: BaseException) -> str:
     """What `step_run.error_kind` stores for `exc`: its kind's value; for a refused push, the refusing error's
     (as `PushRefusedError.of` recorded it); for an INTERNAL one (a bug), the exception's own class name, so

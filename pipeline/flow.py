@@ -18,6 +18,8 @@ The decisions:
   FMC.
 - `after_settle`, `after_verify`: the fan-in of a push round, and what a verify makes of its FMC.
 - `retry_devices`: which devices `sftrenew retry` pushes again, per FMC, in which round.
+- `login_refused`: whether a push or verify logs in to a device at all: not to one that refused a login
+  earlier in the renewal (its credential or host key), until `sftrenew retry` opens a new round.
 - `takes_step`, `superseded`: the record tells the truth: a message for a finished renewal runs no step, and
   a resend closes the attempts it takes over as interrupted.
 """
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal, Self, TypeAlias
 
 from pipeline.devices.session import Route
+from pipeline.errors import REFUSAL_KINDS as _REFUSAL_KINDS
 
 if TYPE_CHECKING:
     from pipeline.settings import Settings
@@ -421,3 +424,38 @@ def retry_devices(
         if failed and fmc.regenerated:
             plans.append(RetryRound(fmc.fmc, fmc.push_round + 1, tuple(failed)))
     return tuple(plans)
+
+
+# ------------------------------------------------------------------ refused logins: not asked twice
+
+#: The `step_run.error_kind` values of a refused login (authentication, host key): trying again, by another
+#: route or in a later step, only adds a refused login, and a device with AAA lockout locks the account.
+REFUSAL_KINDS: tuple[str, ...] = tuple(sorted(k.value for k in _REFUSAL_KINDS))
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Do not log in: the device refused a login (`kind`) earlier in this renewal, `at` validate or at this
+    round's push. The step records it as refused or unreachable, without a session; `sftrenew retry` (a new
+    round) is the operator's word that it was fixed."""
+
+    kind: str
+    at: Literal["validate", "push"]
+
+
+def login_refused(
+    step: Literal["push", "verify"],
+    round_: int,
+    *,
+    at_validate: str | None,
+    push_this_round: str | None = None,
+) -> Refused | None:
+    """Whether a push or verify of push round `round_` must not log in to a device, from the error kinds
+    recorded for it: the refusal validate stored (`at_validate`), and for verify the kind of a refused push
+    in this round (`push_this_round`). Round 1 does not log in again to a device that refused validate; a
+    verify does not log in to a device whose push this round was refused; a retry round's push does."""
+    if step == "verify" and push_this_round is not None and push_this_round in REFUSAL_KINDS:
+        return Refused(push_this_round, "push")
+    if round_ == 1 and at_validate is not None and at_validate in REFUSAL_KINDS:
+        return Refused(at_validate, "validate")
+    return None

@@ -21,6 +21,8 @@ class PeerAction(enum.Enum):
     LIVE_PUSH = "pushed by generate_certs.pl over the live tunnel"
     PUSH = "pushed over SSH"
     STRANDED = "stranded: tunnel down and no SSH route"
+    #: Tunnel down and the device refused validate's login: stranded too, until the login is fixed.
+    REFUSED = "stranded: tunnel down and the login refused"
 
 
 @dataclass(frozen=True)
@@ -30,10 +32,13 @@ class PeerPlan:
     #: The routes a push may use, best first (also the fallback for a live push that did not land).
     routes: tuple[Route, ...]
     tunnel: str
+    #: The login the device refused at validate, and the fix: no step of this renewal logs in to it again
+    #: (its push fails at once) until `sftrenew retry`.
+    refusal: str | None = None
 
     def describe(self) -> str:
         via = ", then ".join(str(r) for r in self.routes) or "no SSH route"
-        return f"{self.name}: {self.action.value} ({via})"
+        return f"{self.name}: {self.action.value} ({self.refusal or via})"
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,11 @@ class FmcPlan:
 
     @property
     def stranded(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.peers if p.action is PeerAction.STRANDED)
+        return tuple(p.name for p in self.peers if p.action in (PeerAction.STRANDED, PeerAction.REFUSED))
+
+    @property
+    def refused(self) -> tuple[PeerPlan, ...]:
+        return tuple(p for p in self.peers if p.refusal is not None)
 
 
 @dataclass(frozen=True)
@@ -67,13 +76,16 @@ class RenewalPlan:
 
 def plan_peer(peer: PeerFacts) -> PeerPlan:
     routes = peer.routes_ok
+    refusal = peer.refusal.detail if peer.refusal is not None else None
     if peer.tunnel == "up":
         action = PeerAction.LIVE_PUSH
     elif routes:
         action = PeerAction.PUSH
+    elif refusal is not None:
+        action = PeerAction.REFUSED
     else:
         action = PeerAction.STRANDED
-    return PeerPlan(peer.name, action, routes, peer.tunnel)
+    return PeerPlan(peer.name, action, routes, peer.tunnel, refusal)
 
 
 def plan_fmc(facts: ValidateOutcome) -> FmcPlan:

@@ -18,10 +18,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from pipeline.plan import FmcPlan, PeerAction
-from pipeline.steps.validate import Tunnel, ValidateOutcome
+from pipeline.steps.validate import PeerFacts, Tunnel, ValidateOutcome
 
 
 def _peer_action(value: object) -> PeerAction:
@@ -42,6 +50,14 @@ class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
+class RefusalRecord(_Record):
+    """A login the peer refused at validate: its kind (an `ErrorKind` value), the route, and what to fix."""
+
+    kind: Annotated[str, Field(min_length=1)]
+    route: Annotated[str, Field(min_length=1)]
+    detail: str
+
+
 class PeerRecord(_Record):
     """One peer of the FMC as validate found it, and what the plan decided for it."""
 
@@ -53,6 +69,17 @@ class PeerRecord(_Record):
     #: The routes that opened a root shell at validate, best first, as they print (`direct`, `via jump-1`).
     routes: tuple[str, ...]
     action: StoredAction
+    #: The login the peer refused at validate (None: none; documents written before it have no such key):
+    #: no step of this renewal logs in to it again until `sftrenew retry` (`pipeline.flow.login_refused`).
+    refusal: RefusalRecord | None = None
+
+    @model_serializer(mode="wrap")
+    def _as_always_without_a_refusal(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        """A peer that refused nothing is written exactly as before the field existed."""
+        data: dict[str, object] = handler(self)
+        if data.get("refusal") is None:
+            data.pop("refusal", None)
+        return data
 
 
 class ValidateRecord(_Record):
@@ -77,6 +104,7 @@ class ValidateRecord(_Record):
                     tunnel=p.tunnel,
                     routes=tuple(str(r) for r in p.routes_ok),
                     action=planned.action,
+                    refusal=_refusal(p),
                 )
                 for p, planned in zip(facts.peers, plan.peers, strict=True)
             ),
@@ -88,3 +116,10 @@ class ValidateRecord(_Record):
     def names_by_uuid(self) -> dict[str, str]:
         """Peer UUID -> inventory name, for the peers whose UUID is known."""
         return {p.uuid: p.name for p in self.peers if p.uuid}
+
+
+def _refusal(peer: PeerFacts) -> RefusalRecord | None:
+    probe = peer.refusal
+    if probe is None or probe.error_kind is None:
+        return None
+    return RefusalRecord(kind=probe.error_kind, route=str(probe.route), detail=probe.detail or "")

@@ -11,7 +11,7 @@ from pipeline.certs import CertFacts
 from pipeline.devicepaths import CA_CERT
 from pipeline.devices.factory import SessionFactory
 from pipeline.errors import DeviceError
-from pipeline.plan import PeerAction, plan_fmc
+from pipeline.plan import plan_fmc
 from pipeline.secrets import SecretResolver
 from pipeline.settings import Settings
 from pipeline.steps.validate import peers_of, validate
@@ -48,7 +48,7 @@ def _factory(settings: Settings, pair: str | None) -> tuple[SessionFactory, Any]
 def _plan(args: argparse.Namespace, settings: Settings) -> int:
     factory, inventory = _factory(settings, args.pair)
     pair = inventory.pair(args.pair)
-    stranded = False
+    stranded = refused = False
     for fmc in pair.fmcs:
         session = factory.open(fmc.name, factory.routes_for(fmc.name)[0])
         try:
@@ -59,10 +59,16 @@ def _plan(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{fmc.role} {fmc.name}: CA {facts.ca_sha256[:16]}… has {facts.ca_days_left} days left")
         for peer in fmc_plan.peers:
             print(f"  {peer.describe()}")
-        stranded = stranded or any(p.action is PeerAction.STRANDED for p in fmc_plan.peers)
+        stranded = stranded or bool(fmc_plan.stranded)
+        refused = refused or bool(fmc_plan.refused)
     if stranded:
         print("some devices would be stranded: give them a route (or a live tunnel) before renewing")
-    return 1 if stranded else 0
+    if refused:
+        print(
+            "some devices refused a login: fix their credential or host key before renewing "
+            "(a renewal does not log in to them again until `sftrenew retry`)"
+        )
+    return 1 if stranded or refused else 0
 
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:

@@ -13,14 +13,14 @@ from datetime import timedelta
 from pydantic import SecretStr, ValidationError
 from sqlmodel import Session
 
-from pipeline import store
+from pipeline import flow, store
 from pipeline.certs import CertFacts
 from pipeline.devicepaths import CA_CERT, PEER_CERT, PEER_KEY, certs_pushed
 from pipeline.errors import BadRecordError, NoMaterialError, UnknownPeerError
 from pipeline.inventory import FmcPair
 from pipeline.material import DeviceFile, PeerMaterial
 from pipeline.plan import FmcPlan, plan_fmc
-from pipeline.records import ValidateRecord
+from pipeline.records import PeerRecord, RefusalRecord, ValidateRecord
 from pipeline.steps.backup import BackupOutcome
 from pipeline.steps.push import RestartFacts
 from pipeline.steps.regenerate import RegenOutcome
@@ -134,9 +134,46 @@ def read_validate_record(raw: bytes, *, renewal_id: str, fmc: str) -> ValidateRe
 
 
 def expected_peers(ctx: Context, renewal_id: str, fmc: str) -> tuple[list[Expected], str]:
+    """The peers verify checks, each with why it must not log in to it (`pipeline.flow.login_refused`: it
+    refused validate's login in round 1, or its push in the FMC's newest round was refused)."""
     record = validate_record(ctx, renewal_id, fmc)
-    expected = [Expected(p.name, p.host, p.uuid) for p in record.peers]
+    with ctx.db() as db:
+        round_ = store.push_round(session=db, renewal_id=renewal_id, fmc=fmc)
+        gave_up = store.failed_pushes(session=db, renewal_id=renewal_id, fmc=fmc)
+    refused_push = {r.device: r.error_kind for r in gave_up if r.state == "refused"}
+    expected = []
+    for p in record.peers:
+        decided = flow.login_refused(
+            "verify",
+            round_,
+            at_validate=p.refusal.kind if p.refusal is not None else None,
+            push_this_round=refused_push.get(p.name),
+        )
+        expected.append(Expected(p.name, p.host, p.uuid, _not_logged_in(decided, p)))
     return expected, record.fmc_uuid
+
+
+def _not_logged_in(decided: flow.Refused | None, peer: PeerRecord) -> str | None:
+    if decided is None:
+        return None
+    if decided.at == "validate" and peer.refusal is not None:
+        why = f"{peer.refusal.detail} (refused at validate)"
+    else:
+        why = f"its push this round was refused ({decided.kind})"
+    return f"not logged in: {why}; fix it, then `sftrenew retry`"
+
+
+def validate_refusal(
+    db: Session, key: SecretStr | None, renewal_id: str, fmc: str, device: str
+) -> RefusalRecord | None:
+    """The login `device` refused at `fmc`'s validate, read in the caller's transaction; None when it refused
+    none (or there is no readable record: the attempt's inputs say why)."""
+    try:
+        raw = stored(db, key, renewal_id, fmc, kind="validate", path=VALIDATE_PATH)
+        peer = read_validate_record(raw, renewal_id=renewal_id, fmc=fmc).peer(device)
+    except (LookupError, BadRecordError):
+        return None
+    return peer.refusal if peer is not None else None
 
 
 def claim(ctx: Context, renewal_id: str, fmc: str, *, token: str) -> bool:

@@ -3,7 +3,9 @@
 1. `begin`, one transaction: whether the attempt's slot settled already (then nothing else happens), the
    renewal (its pair; its request time, which names the copies kept on the device), validate's record, the
    peer's material (keys unsealed), and what this renewal recorded of the device's write and restart; then
-   the attempt is recorded as started, with the route `pipeline.flow.begin_push` gave it.
+   the attempt is recorded as started, with the route `pipeline.flow.begin_push` gave it. A device that
+   refused validate's login is not logged in to in round 1 (`pipeline.flow.login_refused`): the attempt
+   fails at once, recorded as refused with that refusal's kind, until `sftrenew retry`.
 2. The intent to write (`artifacts.write_started`), only when the device turns out to need a write. It must
    be committed before the first file changes, so that a crash between the write and the record cannot hide
    a write; and only the device's files say whether a write is needed, so it cannot share the first.
@@ -69,6 +71,8 @@ class PushAttempt:
     inputs: Inputs
     recorded: RestartFacts
     restarted: bool = False
+    #: The flow said not to log in (the device refused validate's login): the attempt fails with this.
+    refused: PushRefusedError | None = None
 
     @property
     def route(self) -> Route | None:
@@ -76,6 +80,8 @@ class PushAttempt:
 
     def push(self) -> PushOutcome:
         """The device I/O: one attempt by the flow's route, from the material and facts loaded."""
+        if self.refused is not None:
+            raise self.refused
         if not isinstance(self.inputs, tuple):
             raise self.inputs
         if not isinstance(self.decided, flow.Attempt):
@@ -152,6 +158,20 @@ def _inputs(db: Session, ctx: Context, slot: Slot) -> Inputs:
         return exc
 
 
+def _refused(db: Session, ctx: Context, slot: Slot) -> PushRefusedError | None:
+    """The error the attempt fails with, without logging in, when the flow says the device must not be
+    logged in to (it refused validate's login, and this is round 1); None: log in."""
+    key = ctx.settings.artifact_key
+    refusal = artifacts.validate_refusal(db, key, slot.renewal_id, slot.fmc, slot.device)
+    if refusal is None or flow.login_refused("push", slot.round, at_validate=refusal.kind) is None:
+        return None
+    cause = (
+        f"refused at validate, so not logged in to again: {refusal.detail}, then `sftrenew retry` "
+        "(this renewal logs in to it again only then)"
+    )
+    return PushRefusedError(slot.device, refusal.route, refusal.kind, cause, False)
+
+
 def begin(
     ctx: Context, slot: Slot, number: int, *, task_id: str | None, who: str | None
 ) -> PushAttempt | None:
@@ -170,6 +190,7 @@ def begin(
         if isinstance(decided, flow.AlreadySettled):  # pragma: no cover - not settled, as read above
             return None
         inputs = _inputs(db, ctx, slot)
+        refused = _refused(db, ctx, slot)
         recorded = artifacts.restart_facts(db, slot.renewal_id, slot.fmc, slot.device)
         started = record.started(
             db,
@@ -195,4 +216,5 @@ def begin(
         renewal.requested_at_utc,
         inputs,
         recorded,
+        refused=refused,
     )

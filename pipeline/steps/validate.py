@@ -2,7 +2,8 @@
 
 The FMC's `sftunnel_status.pl` says which tunnels are up (a peer whose tunnel is up gets its new files from
 `generate_certs.pl` itself); the CA says how many days are left; each peer is tried by every route it has
-(direct, then its jump server), and what it holds for this FMC is read. A peer whose tunnel is down and
+(direct, then its jump server, but never again after a refused login: each one counts towards an AAA
+lockout), and what it holds for this FMC is read. A peer whose tunnel is down and
 that no route reaches would be stranded by a renewal: `plan.plan_fmc` says so from these facts, before any
 change.
 """
@@ -20,7 +21,14 @@ from pipeline.devicepaths import CA_CERT, IMS_CONF, PEER_CA, peer_dir
 from pipeline.devices.factory import SessionFactory
 from pipeline.devices.files import read_files
 from pipeline.devices.session import DeviceSession, Route
-from pipeline.errors import DeviceError
+from pipeline.errors import (
+    REFUSAL_KINDS,
+    AuthenticationFailedError,
+    DeviceError,
+    HostKeyRejectedError,
+    is_refusal,
+    recorded_kind,
+)
 from pipeline.inventory import Fmc, FmcPair, Ftd
 from pipeline.parsing import TunnelStatusReport, parse_ims_conf, parse_tunnel_status
 
@@ -34,6 +42,12 @@ class RouteProbe:
     route: Route
     ok: bool
     error_kind: str | None = None
+    #: For a login the device itself refused (authentication or host key): what was refused and the fix.
+    detail: str | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.detail is not None and self.error_kind in REFUSAL_KINDS
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,11 @@ class PeerFacts:
     @property
     def routes_ok(self) -> tuple[Route, ...]:
         return tuple(p.route for p in self.probes if p.ok)
+
+    @property
+    def refusal(self) -> RouteProbe | None:
+        """The probe the device refused (no route was tried after it), if any."""
+        return next((p for p in self.probes if p.refused), None)
 
 
 @dataclass(frozen=True)
@@ -89,8 +108,19 @@ def fmc_identity(session: DeviceSession) -> tuple[str, CertFacts, TunnelStatusRe
     return uuid, CertFacts.from_pem(files[CA_CERT]), status
 
 
+def refusal_text(exc: DeviceError) -> str:
+    """A refused login in one line, naming who was refused where, and the fix."""
+    where = f"{exc.device} (route {exc.route})"
+    if isinstance(exc, AuthenticationFailedError):
+        return f"authentication refused for {exc.username} on {where}: fix its credential"
+    if isinstance(exc, HostKeyRejectedError):
+        return f"host key refused for {where}: {exc.describe()}"
+    return str(exc)
+
+
 def probe_peer(factory: SessionFactory, device: Fmc | Ftd, fmc_uuid: str) -> _Probe:
-    """Try every route of one device; on the first that works, read its UUID and the CA it holds for us."""
+    """Try every route of one device; on the first that works, read its UUID and the CA it holds for us. A
+    refused login (authentication, host key) ends the probing: no other route logs in again."""
     probes: list[RouteProbe] = []
     uuid: str | None = None
     held: str | None = None
@@ -98,6 +128,11 @@ def probe_peer(factory: SessionFactory, device: Fmc | Ftd, fmc_uuid: str) -> _Pr
         try:
             session = factory.open(device.name, route)
         except DeviceError as exc:
+            if is_refusal(exc):
+                own = exc.device == device.name  # not its jump server's refusal
+                detail = refusal_text(exc) if own else None
+                probes.append(RouteProbe(route, ok=False, error_kind=recorded_kind(exc), detail=detail))
+                break
             probes.append(RouteProbe(route, ok=False, error_kind=type(exc).__name__))
             continue
         try:

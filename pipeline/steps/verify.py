@@ -3,7 +3,9 @@
 Two checks, because either alone can lie: the FMC's `sftunnel_status.pl`, polled until every expected peer
 is connected or the deadline passes (an injected clock and sleep, and a cap on polls), and an X.509 check of
 what each peer now holds for this FMC (issued by the new CA, key matches, valid now). Runs whatever the pushes
-did, and says per device: verified, not connected, wrong CA, or unreachable.
+did, and says per device: verified, not connected, wrong CA, or unreachable. A device that refused a login is
+not logged in to again: not by another route, and not at all when the runner says it refused one earlier in
+the renewal (`Expected.refused`, from `pipeline.flow.login_refused`).
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from pipeline.devicepaths import PEER_CA, PEER_CERT, PEER_KEY, peer_dir
 from pipeline.devices.factory import SessionFactory
 from pipeline.devices.files import read_files
 from pipeline.devices.session import DeviceSession
-from pipeline.errors import DeviceError
+from pipeline.errors import DeviceError, is_refusal
 from pipeline.parsing import parse_tunnel_status
-from pipeline.steps.validate import tunnel_state
+from pipeline.steps.validate import refusal_text, tunnel_state
 
 
 class Verdict(enum.Enum):
@@ -38,6 +40,8 @@ class Expected:
     name: str
     host: str
     uuid: str | None
+    #: Why verify must not log in to it (it refused a login earlier in this renewal); None: it may.
+    refused: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,12 +122,17 @@ def inspect_device(
     connected: bool,
     now_utc: datetime,
 ) -> DeviceVerdict:
-    """Read what the device holds by the first route that works."""
-    errors = []
+    """Read what the device holds by the first route that works; a refused login ends the trying."""
+    if device.refused is not None:
+        return DeviceVerdict(device.name, Verdict.UNREACHABLE, connected, device.refused)
+    errors: list[str] = []
     for route in factory.routes_for(device.name):
         try:
             session = factory.open(device.name, route)
         except DeviceError as exc:
+            if is_refusal(exc):
+                detail = "; ".join([*errors, refusal_text(exc)])
+                return DeviceVerdict(device.name, Verdict.UNREACHABLE, connected, detail)
             errors.append(f"{route}: {type(exc).__name__}")
             continue
         try:

@@ -135,6 +135,11 @@ class Fleet:
         connection the `drop_once` knob cut does not count, nor `restart_sftunnel`."""
         return self.restart_counts.get(name, 0)
 
+    def refused_logins(self, name: str) -> int:
+        """How many SSH password logins the device refused, by any route (a real FTD's AAA lockout counts
+        these)."""
+        return self.devices[name].endpoint.refused_logins
+
     async def stop(self) -> None:
         """Close every listener, session, shell and tunnel; nothing is left running."""
         for device in self.devices.values():

@@ -35,7 +35,10 @@ class DeviceServer(asyncssh.SSHServer):
 
     def validate_password(self, username: str, password: str) -> bool:
         ep = self._endpoint
-        return username == ep.login_user and hmac.compare_digest(password.encode(), ep.password.encode())
+        ok = username == ep.login_user and hmac.compare_digest(password.encode(), ep.password.encode())
+        if not ok:
+            ep.refused_logins += 1
+        return ok
 
 
 async def listen(

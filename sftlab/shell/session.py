@@ -54,6 +54,8 @@ class Endpoint:
     can_sudo: bool = True
     clish_status: ClishStatus | None = None
     sessions: set[Session] = field(default_factory=set)
+    #: How many SSH password logins the device refused (a device with AAA lockout counts them too).
+    refused_logins: int = 0
 
 
 class HungUpError(Exception):

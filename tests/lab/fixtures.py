@@ -83,6 +83,13 @@ class RunningLab:
     async def _restarts(self, name: str) -> int:
         return self.fleet.restarts(name)
 
+    def refused_logins(self, name: str) -> int:
+        """How many SSH password logins the device refused, by any route."""
+        return self.runner.call(self._refused_logins(name))
+
+    async def _refused_logins(self, name: str) -> int:
+        return self.fleet.refused_logins(name)
+
 
 @pytest.fixture(scope="session")
 def key_pool() -> KeyPool:

@@ -11,7 +11,7 @@ from celery.canvas import Signature, _chain, group
 
 from pipeline import flow
 from pipeline.devices.session import DIRECT, Route
-from pipeline.errors import ConfigError
+from pipeline.errors import REFUSAL_KINDS, ConfigError
 from pipeline.flow import (
     NO_ROUTE,
     NOT_RETRYABLE,
@@ -427,3 +427,42 @@ def test_unknown_devices_say_which_and_what_is_known() -> None:
 def test_a_slot_never_attempted_is_known_but_not_retried() -> None:
     history = [PushHistory("fmc-a", True, 1, {"ftd-1": None})]
     assert flow.retry_devices(history, ["ftd-1"]) == ()
+
+
+AUTH, HOST_KEY, UNREACHABLE = "AuthenticationFailedError", "HostKeyRejectedError", "DeviceUnreachableError"
+
+
+@pytest.mark.parametrize(
+    ("step", "round_", "at_validate", "push_this_round", "decided"),
+    [
+        # Round 1: a device that refused validate's login is not logged in to again, by the push or verify.
+        ("push", 1, AUTH, None, flow.Refused(AUTH, "validate")),
+        ("push", 1, HOST_KEY, None, flow.Refused(HOST_KEY, "validate")),
+        ("verify", 1, AUTH, AUTH, flow.Refused(AUTH, "push")),
+        ("verify", 1, AUTH, None, flow.Refused(AUTH, "validate")),
+        # A retry (round 2+) is the operator's word that it was fixed: the push logs in again...
+        ("push", 2, AUTH, None, None),
+        ("verify", 2, AUTH, None, None),
+        # ...and verify does not log in where that push was refused again.
+        ("verify", 2, AUTH, HOST_KEY, flow.Refused(HOST_KEY, "push")),
+        # Other failures do not protect the device: they cost it nothing.
+        ("push", 1, UNREACHABLE, None, None),
+        ("push", 1, None, None, None),
+        ("verify", 1, None, UNREACHABLE, None),
+        ("verify", 1, None, None, None),
+    ],
+)
+def test_a_device_that_refused_a_login_is_not_logged_in_to_again_until_a_retry(
+    step: typing.Literal["push", "verify"],
+    round_: int,
+    at_validate: str | None,
+    push_this_round: str | None,
+    decided: flow.Refused | None,
+) -> None:
+    assert (
+        flow.login_refused(step, round_, at_validate=at_validate, push_this_round=push_this_round) == decided
+    )
+
+
+def test_the_flow_knows_the_refused_kinds_of_the_error_tree() -> None:
+    assert set(flow.REFUSAL_KINDS) == {k.value for k in REFUSAL_KINDS}

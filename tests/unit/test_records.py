@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 
@@ -11,7 +12,7 @@ from pydantic import ValidationError
 from pipeline.devices.session import DIRECT, Route
 from pipeline.errors import BadRecordError, ErrorKind, kind_of
 from pipeline.plan import PeerAction, plan_fmc
-from pipeline.records import PeerRecord, ValidateRecord
+from pipeline.records import PeerRecord, RefusalRecord, ValidateRecord
 from pipeline.steps.validate import PeerFacts, RouteProbe, Tunnel, ValidateOutcome
 from tasks.artifacts import VALIDATE_PATH, read_validate_record
 
@@ -210,3 +211,29 @@ def test_a_bad_record_names_its_first_problems_and_counts_the_rest() -> None:
 
     assert caught.value.problem.count(": ") == 3
     assert caught.value.problem.endswith("more")
+
+
+def test_a_refused_login_is_carried_to_the_push_and_verify() -> None:
+    refused = PeerFacts(
+        "ftd-004",
+        "10.0.1.4",
+        "5d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+        "down",
+        (RouteProbe(DIRECT, ok=False, error_kind="AuthenticationFailedError", detail="refused: fix it"),),
+        None,
+    )
+    facts = dataclasses.replace(FACTS, peers=(*FACTS.peers, refused))
+    record = ValidateRecord.of(facts, plan_fmc(facts))
+
+    peer = record.peer("ftd-004")
+    assert peer is not None and peer.action is PeerAction.REFUSED and peer.routes == ()
+    assert peer.refusal == RefusalRecord(
+        kind="AuthenticationFailedError", route="direct", detail="refused: fix it"
+    )
+    assert ValidateRecord.model_validate_json(record.model_dump_json()) == record
+    # A peer that refused nothing is written as it always was (no new key), and an old one reads as such.
+    written = json.loads(record.model_dump_json())
+    assert [sorted(p) for p in written["peers"][:3]] == [sorted(p) for p in json.loads(OLD_DOCUMENT)["peers"]]
+    assert written["peers"][3]["refusal"]["kind"] == "AuthenticationFailedError"
+    old = read_validate_record(OLD_DOCUMENT, renewal_id="r-1", fmc="fmc-primary")
+    assert all(p.refusal is None for p in old.peers)

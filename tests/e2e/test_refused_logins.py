@@ -1,0 +1,59 @@
+"""Devices protected from the product, end to end (issue 11, item 2): a device that refused a login (a wrong
+password, a host key not known) is not tried again by any other route or step of the same renewal until the
+operator asks for a retry. On a real FTD with AAA lockout every refused login counts towards locking the admin
+account; the lab's SSH server counts them per device.
+
+Real `sftrenew` commands, real workers on a private Redis, SQLite, the lab over SSH.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import MakeEnv
+
+pytestmark = pytest.mark.e2e
+
+FMCS = ("fmc-primary", "fmc-secondary")
+
+
+def test_a_wrong_password_costs_one_refused_login_per_validate(make_sqlite_env: MakeEnv) -> None:
+    env = make_sqlite_env({"ftds": 2, "devices": {"ftd-001": {"wrong_password": True}}})
+
+    plan = env.sftrenew("plan", "--pair", "lab")
+    assert plan.returncode == 1, plan.stderr
+    assert "authentication refused for admin on ftd-001" in plan.stdout, plan.stdout
+    assert "fix its credential" in plan.stdout and "no SSH route" not in plan.stdout, plan.stdout
+    # One validate per FMC, each stopping at ftd-001's first refusal (was 4: direct, then the jump server).
+    assert env.lab.refused_logins("ftd-001") == 2
+
+    env.start_worker()
+    renewal_id = env.enqueue()
+    assert env.wait_finished(renewal_id).state == "partial", env.sftrenew("status", renewal_id).stdout
+    # The whole renewal: one refused login per FMC's validate (its direct route; the jump route is not tried
+    # after a refusal); the round-1 push fails at once from validate's record, without logging in; verify does
+    # not log in to a device whose push this round was refused. 2 in all (was 10: per FMC, validate 2, push
+    # 1, verify 2).
+    assert env.lab.refused_logins("ftd-001") - 2 == 2
+    assert env.lab.refused_logins("ftd-002") == 0
+    for fmc in FMCS:
+        refused = env.last_push(renewal_id, fmc, "ftd-001")
+        assert (refused.state, refused.error_kind, refused.attempt) == (
+            "refused",
+            "AuthenticationFailedError",
+            1,
+        )
+        assert refused.message and "refused at validate" in refused.message, refused.message
+        assert "sftrenew retry" in refused.message, refused.message
+        verdict = next(
+            s for s in env.steps(renewal_id) if s.step == "verify" and s.fmc == fmc and s.device == "ftd-001"
+        )
+        assert verdict.state == "failed" and verdict.error_kind == "Unreachable", verdict
+        assert verdict.message and "refused" in verdict.message, verdict.message
+
+    # A retry is the operator's word that the credential was fixed: the push logs in again (round 2).
+    env.lab.set_knobs("ftd-001", wrong_password=False)
+    retried = env.sftrenew("retry", renewal_id, "--by", "alice")
+    assert retried.returncode == 0, retried.stderr
+    assert env.wait_finished(renewal_id).state == "succeeded", env.sftrenew("status", renewal_id).stdout
+    assert env.lab.refused_logins("ftd-001") == 4  # no refused login after the fix
