@@ -145,6 +145,8 @@ class Fleet:
         for device in self.devices.values():
             for session in list(device.endpoint.sessions):
                 session.abort()
+            for conn in list(device.endpoint.connections):
+                conn.abort()
             if device.front is not None:
                 await device.front.close()
             for acceptor in (device.back, device.jump_acceptor):

@@ -21,11 +21,18 @@ class DeviceServer(asyncssh.SSHServer):
     def __init__(self, endpoint: Endpoint, only_from: str | None = None) -> None:
         self._endpoint = endpoint
         self._only_from = only_from
+        self._conn: asyncssh.SSHServerConnection | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+        self._endpoint.connections.add(conn)
         peer = conn.get_extra_info("peername")
         if self._only_from is not None and (not peer or peer[0] != self._only_from):
             conn.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._conn is not None:
+            self._endpoint.connections.discard(self._conn)
 
     def begin_auth(self, username: str) -> bool:
         return True

@@ -54,6 +54,9 @@ class Endpoint:
     can_sudo: bool = True
     clish_status: ClishStatus | None = None
     sessions: set[Session] = field(default_factory=set)
+    #: Every SSH connection still open, sessions or not (a login refused, a client that never asked for a
+    #: shell): the fleet's stop aborts them, or their sockets would outlive the lab's event loop.
+    connections: set[asyncssh.SSHServerConnection] = field(default_factory=set)
     #: How many SSH password logins the device refused (a device with AAA lockout counts them too).
     refused_logins: int = 0
 
