@@ -19,8 +19,8 @@ and the record cannot hide a write; the restart right after `pmtool` returned 0.
 A push whose session never opened (host key, authentication, sudo, unreachable) wrote nothing: it raises
 `PushRefusedError`, and its outcome is `PushAction.REFUSED`, so the record can say so.
 
-Routes and retries are the flow's decisions (`pipeline.flow.next_attempt` and its one `RetryPolicy`;
-`next_route` is re-exported here for its callers): `push_with_routes` is the in-process runner's loop over
+Routes and retries are the flow's decisions (`pipeline.flow.next_attempt` and its one `RetryPolicy`):
+`push_with_routes` is the in-process runner's loop over
 them; the Celery push task calls `push_once` once per attempt and lets Celery retry after the flow's delay.
 """
 
@@ -41,7 +41,6 @@ from pipeline.devices.session import TEMP_GLOB, DeviceSession, Route
 from pipeline.errors import DeviceError, PushRefusedError, WriteIntegrityError, can_retry
 from pipeline.flow import Attempt, next_attempt
 from pipeline.flow import RetryPolicy as FlowRetryPolicy
-from pipeline.flow import next_route as next_route  # noqa: PLC0414 - re-exported for its callers
 from pipeline.material import PeerMaterial
 
 RESTART_COMMAND = "pmtool restartbyid sftunnel"

@@ -20,6 +20,7 @@ from pipeline.errors import (
     StrandedDevicesError,
     can_retry,
 )
+from pipeline.flow import next_route
 from pipeline.material import PeerMaterial
 from pipeline.plan import PeerAction, plan_renewal
 from pipeline.steps.push import (
@@ -27,7 +28,6 @@ from pipeline.steps.push import (
     PushAction,
     RestartFacts,
     decide_push,
-    next_route,
 )
 from pipeline.steps.regenerate import RegenDecision, decide_regeneration
 from pipeline.steps.validate import PeerFacts, RouteProbe, Tunnel, ValidateOutcome
