@@ -236,7 +236,8 @@ class WriteIntegrityError(DeviceError):
 
     def describe(self) -> str:
         return (
-            f"the files in {self.folder} read back different after the write; a retry writes them again; "
+            f"the files written to {self.folder} did not check out by SHA-256 on the device; a retry writes "
+            "them again; "
             "if it keeps failing, check the device's free disk space and that folder's owner and mode"
         )
 

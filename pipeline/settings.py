@@ -138,6 +138,9 @@ class Settings(BaseModel):
     #: How long verify polls sftunnel_status.pl for every peer to come back, and how often.
     verify_deadline: Seconds = 180.0
     verify_interval: Seconds = 5.0
+    #: Device sessions one FMC step opens at once (validate's probes, verify's reads of peers its pushes did
+    #: not answer for): network-bound, each a thread in the task (docs/scaling.md).
+    step_sessions: Annotated[int, Field(ge=1, le=256)] = 32
     #: The database of record (SQLAlchemy URL): SQLite for the demo, PostgreSQL in production.
     database_url: SecretUrl = SecretUrl("sqlite:///sftrenew.db")
     #: Seals private keys in the artifact store (URL-safe base64 of 32 bytes; `store.new_artifact_key()`).
@@ -156,6 +159,7 @@ _ENV_FIELDS: Mapping[str, tuple[str, ...]] = {
     "PUSH_DIRECT_ATTEMPTS": ("push_direct_attempts",),
     "VERIFY_DEADLINE": ("verify_deadline",),
     "VERIFY_INTERVAL": ("verify_interval",),
+    "STEP_SESSIONS": ("step_sessions",),
     "DATABASE_URL": ("database_url",),
     "ARTIFACT_KEY": ("artifact_key",),
     "INVENTORY": ("inventory",),

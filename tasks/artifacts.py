@@ -22,10 +22,10 @@ from pipeline.material import DeviceFile, PeerMaterial
 from pipeline.plan import FmcPlan, plan_fmc
 from pipeline.records import PeerRecord, RefusalRecord, ValidateRecord
 from pipeline.steps.backup import BackupOutcome
-from pipeline.steps.push import RestartFacts
+from pipeline.steps.push import HeldFiles, RestartFacts
 from pipeline.steps.regenerate import RegenOutcome
 from pipeline.steps.validate import ValidateOutcome
-from pipeline.steps.verify import Expected, Verdict, VerifyOutcome
+from pipeline.steps.verify import Expected, Recorded, Verdict, VerifyOutcome
 from pipeline.store import RenewalFmc
 from tasks import record
 from tasks.context import Context
@@ -140,6 +140,7 @@ def expected_peers(ctx: Context, renewal_id: str, fmc: str) -> tuple[list[Expect
     with ctx.db() as db:
         round_ = store.push_round(session=db, renewal_id=renewal_id, fmc=fmc)
         gave_up = store.failed_pushes(session=db, renewal_id=renewal_id, fmc=fmc)
+        recorded = _recorded(db, renewal_id, fmc, record)
     refused_push = {r.device: r.error_kind for r in gave_up if r.state == "refused"}
     expected = []
     for p in record.peers:
@@ -149,8 +150,28 @@ def expected_peers(ctx: Context, renewal_id: str, fmc: str) -> tuple[list[Expect
             at_validate=p.refusal.kind if p.refusal is not None else None,
             push_this_round=refused_push.get(p.name),
         )
-        expected.append(Expected(p.name, p.host, p.uuid, _not_logged_in(decided, p)))
+        expected.append(Expected(p.name, p.host, p.uuid, _not_logged_in(decided, p), recorded.get(p.name)))
     return expected, record.fmc_uuid
+
+
+def _recorded(db: Session, renewal_id: str, fmc: str, record: ValidateRecord) -> dict[str, Recorded]:
+    """What each peer's latest successful push found it holding, with the certificate this renewal made for
+    it (stored in the clear: a certificate is no secret), for verify to judge without logging in."""
+    held = store.held_by_device(session=db, renewal_id=renewal_id, fmc=fmc)
+    certs = {
+        (a.device, a.path): a.data
+        for a in store.artifacts_of(session=db, renewal_id=renewal_id, fmc=fmc, kind="peer_material")
+        if not a.secret
+    }
+    recorded: dict[str, Recorded] = {}
+    for peer in record.peers:
+        row = held.get(peer.name)
+        cert = certs.get((peer.name, certs_pushed(peer.uuid, PEER_CERT))) if peer.uuid else None
+        if row is None or cert is None:
+            continue
+        files = HeldFiles(row.ca_sha256, row.cert_sha256, row.key_matches_cert)
+        recorded[peer.name] = Recorded(files, cert, row.route)
+    return recorded
 
 
 def _not_logged_in(decided: flow.Refused | None, peer: PeerRecord) -> str | None:

@@ -9,9 +9,10 @@
 2. The intent to write (`artifacts.write_started`), only when the device turns out to need a write. It must
    be committed before the first file changes, so that a crash between the write and the record cannot hide
    a write; and only the device's files say whether a write is needed, so it cannot share the first.
-3. `succeeded` or `failed`, one transaction: the restart (when this attempt restarted sftunnel), the attempt's
-   end, and its slot settled (unless the flow retries it); the settle that leaves no slot of the round open
-   claims the round's verify, and `pipeline.flow.after_settle` says to send it.
+3. `succeeded` or `failed`, one transaction: the restart (when this attempt restarted sftunnel), what the
+   device held when a successful push ended (`store.record_held`, for verify), the attempt's end, and its
+   slot settled (unless the flow retries it); the settle that leaves no slot of the round open claims the
+   round's verify, and `pipeline.flow.after_settle` says to send it.
 
 The restart is recorded in the third transaction rather than in its own right after `pmtool`: a worker that
 dies between the two leaves "written, no restart" on record, and the next attempt restarts sftunnel once
@@ -33,7 +34,7 @@ from pipeline.devices.session import Route
 from pipeline.errors import NoRouteError, PushRefusedError, SftrenewError, can_retry
 from pipeline.inventory import FmcPair
 from pipeline.material import PeerMaterial
-from pipeline.steps.push import PushAction, PushOutcome, RestartFacts, push_once
+from pipeline.steps.push import HeldFiles, PushAction, PushOutcome, RestartFacts, push_once
 from pipeline.store import SlotOutcome, StepState
 from tasks import artifacts, record
 from tasks.context import Context
@@ -109,7 +110,7 @@ class PushAttempt:
     def succeeded(self, outcome: PushOutcome) -> flow.SendVerify | None:
         """Record the end of a push that succeeded (or found nothing to do) and settle its slot."""
         state: SlotOutcome = "skipped" if outcome.action is PushAction.SKIP else "succeeded"
-        return self._end(state, settle=state, message=outcome.message)
+        return self._end(state, settle=state, message=outcome.message, held=outcome.held)
 
     def failed(self, exc: Exception) -> tuple[flow.Attempt | None, flow.SendVerify | None]:
         """Record a failed attempt; the flow decides whether another follows (returned, for Celery's retry)
@@ -131,12 +132,25 @@ class PushAttempt:
         settle: SlotOutcome | None,
         failure: record.Failure | None = None,
         message: str | None = None,
+        held: HeldFiles | None = None,
     ) -> flow.SendVerify | None:
         s, now = self.slot, self.ctx.now()
         with self.ctx.db() as db:
             if self.restarted:
                 store.record_restarted(
                     session=db, renewal_id=s.renewal_id, fmc=s.fmc, device=s.device, now=now
+                )
+            if held is not None:
+                store.record_held(
+                    session=db,
+                    renewal_id=s.renewal_id,
+                    fmc=s.fmc,
+                    device=s.device,
+                    ca_sha256=held.ca_sha256,
+                    cert_sha256=held.cert_sha256,
+                    key_matches_cert=held.key_matches_cert,
+                    route=str(self.route),
+                    now=now,
                 )
             record.finished(db, self.started, state, now=now, failure=failure, message=message)
             last = settle is not None and store.settle_push(

@@ -55,7 +55,7 @@ def validate_task(self: Task, renewal_id: str, fmc: str) -> Result:
     with control_run(self, renewal_id, fmc, "validate") as run:
         peers = peers_of(run.pair, run.entry)
         with run.fmc_session() as session:
-            workers = run.ctx.settings.celery.concurrency
+            workers = run.ctx.settings.step_sessions
             facts = validate(session, run.factory, peers, now_utc=run.ctx.now(), workers=workers)
         plan = artifacts.save_validate(run.ctx, renewal_id, facts)
     return {
@@ -143,7 +143,15 @@ def verify_task(self: Task, renewal_id: str, fmc: str, round_: int) -> Result:
         ca_pem = artifacts.data(run.ctx, renewal_id, fmc, kind="new_ca", path=CA_CERT)
         policy = PollPolicy(run.ctx.settings.verify_deadline, run.ctx.settings.verify_interval)
         with run.fmc_session() as session:
-            outcome = verify(session, run.factory, expected, fmc_uuid=fmc_uuid, ca_pem=ca_pem, policy=policy)
+            outcome = verify(
+                session,
+                run.factory,
+                expected,
+                fmc_uuid=fmc_uuid,
+                ca_pem=ca_pem,
+                policy=policy,
+                workers=run.ctx.settings.step_sessions,
+            )
         artifacts.save_verdicts(run.ctx, renewal_id, fmc, outcome)
         after = run.end_fmc(flow.after_verify(outcome.ok))
     bad = {d.name: d.verdict.value for d in outcome.devices if d.verdict is not Verdict.VERIFIED}

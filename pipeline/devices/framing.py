@@ -10,6 +10,7 @@ need, each once, in order. Pure: no socket, no clock; the driver (`root_shell`) 
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Sequence
 
 from pipeline.devices.session import Answer, CommandResult
@@ -36,6 +37,27 @@ def frame(command: str, nonce: str) -> str:
     if len(command) > MAX_COMMAND:
         raise ValueError(f"command of {len(command)} characters; keep it to {MAX_COMMAND} or fewer")
     return f'echo {_BEGIN}""{nonce}; {command}; echo {_END}""{nonce}:$?.'
+
+
+def frame_lines(lines: Sequence[str], nonce: str) -> str:
+    """One command typed as several physical lines joined by backslash-newline, between the markers.
+
+    Bash reads the lines as one command line and runs it once the last arrives, so a long command (a file
+    upload) costs one round trip and the terminal still never wraps a line. Each line is checked as `frame`
+    checks a command, and must not end inside a quoted string (a continuation there would be data).
+    """
+    if not lines:
+        raise ValueError("no command")
+    for line in lines:
+        frame(line, nonce)  # ValueError for a newline or a line too long
+        if line.endswith("\\"):
+            raise ValueError("a line of a long command must not end with a backslash; the framing adds it")
+        try:
+            shlex.split(line)
+        except ValueError:
+            raise ValueError("a line of a long command must close every quote it opens") from None
+    body = " \\\n".join(lines)
+    return f'echo {_BEGIN}""{nonce}; {body}; echo {_END}""{nonce}:$?.'
 
 
 class FramedOutput:

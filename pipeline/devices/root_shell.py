@@ -2,7 +2,7 @@
 
 After login the session climbs CLISH -> expert -> root with the pure decisions of `shells`, then runs each
 command framed by markers carrying a fresh nonce (`framing`), so it never depends on the device's prompt.
-Files travel as base64 in short command lines and are checked by SHA-256 on both ends (`transfer`).
+Files travel as base64 in one command typed as short lines, checked by SHA-256 on both ends (`transfer`).
 `RootShell` leaves the bytes to its subclass (`FabricSession`: paramiko), which also opens and closes.
 
 Secrets: the password is typed without being logged; no password, file content or base64 chunk goes into a
@@ -16,34 +16,33 @@ turns history off (`set +o history; unset HISTFILE`) and checks that bash agrees
 that does not is abandoned with an UnexpectedShellError before anything else is typed. Bash adds a line to
 its history as it reads it, so that first line (which holds no secret) may be recorded; none after it is.
 Below root only `expert`, `sudo su` and `exit` are typed: the sudo password goes to sudo's `Password:` prompt
-(`shells` sends it only there), which sudo reads with echo off, not bash. File data travels in `printf`
-lines, and `printf` is a bash builtin: no process is started, so no argument list (`ps`,
-`/proc/<pid>/cmdline`, exec audit logs) ever holds it; the other commands of a transfer name files, never
-their content.
+(`shells` sends it only there), which sudo reads with echo off, not bash. File data travels as arguments of
+`printf`, a bash builtin: the pipeline's left side is a fork of bash that never execs, so no argument list
+(`ps`, `/proc/<pid>/cmdline`, exec audit logs) ever holds it (`base64 -d` reads it from the pipe); the
+other commands of a transfer name files, never their content.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import secrets
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import NoReturn
 
 from pydantic import SecretStr
 
 from pipeline.devices import framing, shells
 from pipeline.devices.session import Answer, CommandResult, Route
-from pipeline.devices.transfer import TransferCheckError, WritePlan, check_read, read_command
+from pipeline.devices.transfer import STAGES, TransferCheckError, WritePlan, check_read, read_command
 from pipeline.errors import (
     AuthenticationFailedError,
     CommandFailedError,
-    DeviceError,
     DeviceUnreachableError,
     UnexpectedShellError,
+    WriteIntegrityError,
 )
 from pipeline.secrets import REDACTED
 from pipeline.settings import SshSettings
@@ -190,6 +189,10 @@ class RootShell(ABC):
         framed = framing.FramedOutput(nonce, answers)
         label = label or (command.split(maxsplit=1)[0] if command.strip() else "(empty)")
         self._type(framing.frame(command, nonce), label)
+        return self._collect(framed, timeout, label)
+
+    def _collect(self, framed: framing.FramedOutput, timeout: float, label: str) -> CommandResult:
+        """Read until the framed command's end marker, typing the answers it asks for."""
         deadline = time.monotonic() + timeout
         while framed.result is None:
             chunk = self._read(deadline, label, on_timeout=timeout)
@@ -197,6 +200,13 @@ class RootShell(ABC):
             for reply in framed.feed(chunk):
                 self._type(reply, label)
         return framed.result
+
+    def _run_lines(self, lines: Sequence[str], *, timeout: float, label: str) -> CommandResult:
+        """`_run` for one command typed as several lines (`framing.frame_lines`): one round trip."""
+        nonce = secrets.token_hex(8)
+        framed = framing.FramedOutput(nonce)
+        self._send((framing.frame_lines(lines, nonce) + "\n").encode(), label)
+        return self._collect(framed, timeout, label)
 
     # ------------------------------------------------------------ files
 
@@ -218,43 +228,30 @@ class RootShell(ABC):
         log.debug("%s: read %s (%d bytes, sha256 %s)", self.device, path, len(received.data), received.digest)
         return received.data
 
-    def write_file_atomic(
-        self, path: str, data: bytes, *, mode: int = 0o644, owner: str = "root:root"
+    def write_files_atomic(
+        self, files: Mapping[str, bytes], *, mode: int = 0o644, owner: str = "root:root"
     ) -> None:
-        """Replace `path` with `data` (see `DeviceSession.write_file_atomic`).
+        """Replace each path with its bytes (see `DeviceSession.write_files_atomic`), in one command.
 
-        The bytes go to `.<name>.sftrenew-<nonce>.tmp(.b64)` next to the target, are checked by SHA-256, get
-        their mode and owner, and only then are renamed over the target. Any failure before the rename
-        removes the temporary files (best effort) and leaves the target as it was; a lost connection may
-        leave them behind (`TEMP_GLOB`). Every command line is built and checked before the first is sent.
+        Every line of it is built and checked before the first is sent (`transfer.WritePlan`); a failure the
+        device reports names its stage and leaves no temp file; a lost connection may leave some
+        (`TEMP_GLOB`).
+        The command is never logged or shown: it holds the files' base64.
         """
-        plan = WritePlan.build(path, data, mode, owner)
-        log.debug("%s: write %s (%d bytes, sha256 %s)", self.device, path, len(data), plan.digest)
-        try:
-            for command in (plan.create, *plan.chunks):
-                self._step(command, f"upload to {path}")
-            done = self._step(plan.finish, f"decode, chmod and chown the temp file for {path}")
-            try:
-                plan.check_finished(done.output)
-            except TransferCheckError as exc:
-                raise CommandFailedError(
-                    self.device, str(self._route), f"write {path}", 0, str(exc)
-                ) from None
-            self._step(plan.commit, f"rename into {path}")
-        except DeviceUnreachableError:
-            raise  # the session is gone; the temp files stay (TEMP_GLOB)
-        except BaseException:
-            with contextlib.suppress(DeviceError):
-                self._run(plan.cleanup, timeout=self._ssh.command_timeout, label="rm")
-            raise
-
-    def _step(self, command: str, what: str) -> CommandResult:
-        """A write step: its command line is not logged or shown (it may hold file data); `what` is."""
-        result = self._run(command, timeout=self._ssh.command_timeout, label=what)
+        plan = WritePlan.build(files, mode, owner)
+        what = ", ".join(plan.targets)
+        log.debug("%s: write %s (%d bytes)", self.device, what, sum(len(d) for d in files.values()))
+        result = self._run_lines(plan.lines, timeout=self._ssh.command_timeout, label=f"write {what}")
         if not result.ok:
-            tail = "(output withheld)" if "printf" in command else self._redact(result.output)[-200:]
-            raise CommandFailedError(self.device, str(self._route), what, result.exit_code, tail)
-        return result
+            stage = plan.failed_stage(result.output)
+            if stage == STAGES["check"]:  # garbled on the way: a rewrite may fix it
+                raise WriteIntegrityError(self.device, str(self._route), what)
+            tail = self._redact(result.output)[-300:]
+            raise CommandFailedError(self.device, str(self._route), f"{stage} {what}", result.exit_code, tail)
+        try:
+            plan.check_written(result.output)
+        except TransferCheckError:
+            raise WriteIntegrityError(self.device, str(self._route), what) from None
 
     # ------------------------------------------------------------ typing and errors
 

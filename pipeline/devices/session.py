@@ -8,13 +8,13 @@ needed, implements this Protocol and says what it replaces.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 RouteKind = Literal["direct", "jump"]
 
-#: Where an interrupted `write_file_atomic` may have left its temporary files (next to the target); any
+#: Where an interrupted `write_files_atomic` may have left its temporary files (next to the target); any
 #: later session may delete them.
 TEMP_GLOB = ".*.sftrenew-*.tmp*"
 
@@ -84,12 +84,13 @@ class DeviceSession(Protocol):
         """The exact bytes of a file on the device."""
         ...
 
-    def write_file_atomic(
-        self, path: str, data: bytes, *, mode: int = 0o644, owner: str = "root:root"
+    def write_files_atomic(
+        self, files: Mapping[str, bytes], *, mode: int = 0o644, owner: str = "root:root"
     ) -> None:
-        """Replace `path` so that it holds either its old bytes or exactly `data`, never anything else:
-        a temporary file in the same folder, checked by SHA-256 on the device, mode and owner set, then
-        renamed over the target."""
+        """Replace each path (absolute) so that it holds either its old bytes or exactly its new ones, never
+        anything else: temporary files next to the targets, checked by SHA-256 on the device, mode and owner
+        set, renamed over the targets only once all checked out, then the targets' SHA-256 read back. One
+        command round trip for the whole set."""
         ...
 
     def close(self) -> None: ...

@@ -1,9 +1,15 @@
-"""Files through a typed shell: the command lines of one atomic write, and the checks on what comes back.
+"""Files through a typed shell: the command of one atomic write of several files, and the checks on what
+comes back.
 
-Pure: this module builds command lines and checks output; `root_shell` types them. Files travel as base64 in
-`printf` lines short enough to type (`framing.MAX_COMMAND`) and are checked by SHA-256 on both ends. A
-write's temporary files are `.<name>.sftrenew-<nonce>.tmp[.b64]` next to its target (`session.TEMP_GLOB`).
-No message raised here holds file content or base64.
+Pure: this module builds command text and checks output; `root_shell` types it. A write travels as ONE
+command, typed as a few dozen physical lines joined by backslash-newline continuations (each line short
+enough to type, `framing.MAX_COMMAND`), so a whole set of files costs one round trip, not one per 300
+bytes: the bytes go as base64 arguments of `printf` (a bash builtin: no process, no argument list shows
+them) piped into `base64 -d`; the device then checks each temp file's SHA-256 against the digest sent, sets
+mode and owner, renames every temp file over its target, and prints the targets' `sha256sum`, which is
+checked here. A failure before the renames removes the temp files and names the stage that failed; the
+temp files are `.<name>.sftrenew-<nonce>.tmp` next to their target (`session.TEMP_GLOB`). No message raised
+here holds file content or base64.
 """
 
 from __future__ import annotations
@@ -14,13 +20,28 @@ import posixpath
 import re
 import secrets
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pipeline.devices import framing
 
-_CHUNK_FLOOR = 64
 _OWNER_RE = re.compile(r"[a-z_][\w.-]*:[a-z_][\w.-]*\Z")
 _SHA256_RE = re.compile(r"\b([0-9a-f]{64})\b")
+_SUM_LINE_RE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$", re.MULTILINE)
+#: What the write prints when a stage fails, before its exit status: `<tag><stage>`.
+_FAILED_TAG = "sftrenew-write-failed:"
+_FAILED_RE = re.compile(re.escape(_FAILED_TAG) + r"(\w+)")
+#: Base64 characters per typed data line: the line is the chunk in quotes plus ` \`.
+_CHUNK = framing.MAX_COMMAND - 8
+
+#: The stages of a write, in order, and how an error names them.
+STAGES = {
+    "upload": "upload",
+    "check": "check the uploaded bytes (sha256)",
+    "mode": "chmod and chown the temp files",
+    "rename": "rename into place",
+    "readback": "read back the sha256 of",
+}
 
 
 class TransferCheckError(ValueError):
@@ -29,63 +50,72 @@ class TransferCheckError(ValueError):
 
 @dataclass(frozen=True)
 class WritePlan:
-    """The command lines of one atomic write, each short enough to type (`framing.MAX_COMMAND`).
+    """One atomic write of several files as the physical lines of one command, each short enough to type.
 
-    The temp files sit in the target's folder (a rename within one folder is atomic); the finishing line
-    runs in a subshell that `cd`s there, so the long folder path is typed once and the session's cwd stays.
+    Every target is replaced by a rename within its own folder (atomic per file); the renames run only once
+    every temp file checked out, so a failure before them leaves every target as it was. A connection lost
+    between two renames leaves some targets new and the others old, each whole.
     """
 
-    digest: str
-    create: str
-    chunks: tuple[str, ...]
-    finish: str
-    commit: str
-    cleanup: str
+    targets: tuple[str, ...]
+    digests: tuple[str, ...]
+    lines: tuple[str, ...]
 
     @classmethod
-    def build(cls, path: str, data: bytes, mode: int, owner: str) -> WritePlan:
+    def build(cls, files: Mapping[str, bytes], mode: int, owner: str) -> WritePlan:
         """Every line of the write, checked: ValueError for a bad path, mode or owner, before any is sent."""
         if not _OWNER_RE.match(owner) or not 0 <= mode <= 0o7777:
             raise ValueError(f"owner must be user:group and mode a permission number, got {owner!r} {mode:o}")
-        folder, name = posixpath.split(path)
-        if not posixpath.isabs(path) or not name:
-            raise ValueError(f"write_file_atomic needs an absolute file path, got {path!r}")
-        tmp_name = f".{name}.sftrenew-{secrets.token_hex(6)}.tmp"
-        tmp, b64 = posixpath.join(folder, tmp_name), posixpath.join(folder, tmp_name + ".b64")
-        d, t, b = shlex.quote(folder), shlex.quote(tmp_name), shlex.quote(tmp_name + ".b64")
-        # `t=<name>` keeps the finishing line short: the name is typed once, relative to the folder.
-        plan = cls(
-            digest=hashlib.sha256(data).hexdigest(),
-            create=f"(cd {d} && umask 077 && : > {b} && : > {t})",
-            chunks=_chunk_lines(base64.b64encode(data).decode("ascii"), shlex.quote(b64)),
-            finish=f'(cd {d} && t={t} && base64 -d "$t.b64" > "$t" && rm -f "$t.b64" && '
-            f'chmod {mode:o} "$t" && chown {owner} "$t" && sha256sum "$t")',
-            # `mv` onto a folder would move the file into it; refuse instead (`mv -T` is GNU-only).
-            commit=f"[ ! -d {shlex.quote(path)} ] && mv -f {shlex.quote(tmp)} {shlex.quote(path)}",
-            cleanup=f"rm -f {shlex.quote(tmp)} {shlex.quote(b64)}",
+        if not files:
+            raise ValueError("write_files_atomic needs at least one file")
+        targets, temps, digests = [], [], []
+        for path in files:
+            folder, name = posixpath.split(path)
+            if not posixpath.isabs(path) or not name or posixpath.normpath(path) != path:
+                raise ValueError(f"write_files_atomic needs absolute, normal file paths, got {path!r}")
+            targets.append(path)
+            temps.append(posixpath.join(folder, f".{name}.sftrenew-{secrets.token_hex(6)}.tmp"))
+            digests.append(hashlib.sha256(files[path]).hexdigest())
+        if len(set(targets)) != len(targets):  # pragma: no cover - a Mapping's keys are unique
+            raise ValueError("a file is named twice")
+        q_tmp = [shlex.quote(t) for t in temps]
+        q_dst = [shlex.quote(t) for t in targets]
+        lines = ["( umask 077; s=upload"]
+        for data, tmp in zip(files.values(), q_tmp, strict=True):
+            encoded = base64.b64encode(data).decode("ascii")
+            lines.append("&& printf '%s' ''")
+            lines.extend(f"'{encoded[i : i + _CHUNK]}'" for i in range(0, len(encoded), _CHUNK))
+            lines.append(f"| base64 -d > {tmp}")
+        lines.append("&& s=check")
+        lines.extend(
+            f'&& [ "$(sha256sum < {tmp} | cut -c1-64)" = {digest} ]'
+            for tmp, digest in zip(q_tmp, digests, strict=True)
         )
-        for line in (plan.create, plan.finish, plan.commit, plan.cleanup):
-            framing.frame(line, "")  # ValueError now, before anything is sent (the nonce is not checked)
+        lines.append("&& s=mode")
+        lines.extend(f"&& chmod {mode:o} {tmp} && chown {owner} {tmp}" for tmp in q_tmp)
+        lines.append("&& s=rename")
+        # `mv` onto a folder would move the file into it; refuse instead (`mv -T` is GNU-only).
+        lines.extend(f"&& [ ! -d {dst} ]" for dst in q_dst)
+        lines.extend(f"&& mv -f {tmp} {dst}" for tmp, dst in zip(q_tmp, q_dst, strict=True))
+        lines.append("&& s=readback")
+        lines.extend(f"&& sha256sum {dst}" for dst in q_dst)
+        lines.append(f'|| {{ r=$?; rm -f {" ".join(q_tmp)}; echo "{_FAILED_TAG}$s"; exit $r; }} )')
+        plan = cls(tuple(targets), tuple(digests), tuple(lines))
+        framing.frame_lines(plan.lines, "")  # ValueError now, before anything is sent
         return plan
 
-    def check_finished(self, output: str) -> None:
-        """TransferCheckError unless the output of `finish` holds the `sha256sum` of the data sent."""
-        found = _SHA256_RE.search(output)
-        if found is None or found.group(1) != self.digest:
-            got = found.group(1) if found else "none"
-            raise TransferCheckError(f"sha256 on the device: {got}, sent {self.digest}")
+    def failed_stage(self, output: str) -> str:
+        """What a failed write was doing, from its output (the stage tag it printed)."""
+        found = _FAILED_RE.search(output)
+        return STAGES.get(found.group(1), "write") if found else "write"
 
-
-def _chunk_lines(encoded: str, quoted_b64_path: str) -> tuple[str, ...]:
-    """`printf` lines appending `encoded` to the .b64 file, each as long as a typed line allows."""
-    budget = framing.MAX_COMMAND - len(f"printf '%s' '' >> {quoted_b64_path}")
-    size = budget // 4 * 4
-    if size < _CHUNK_FLOOR:
-        raise ValueError(f"folder path too long to write in {framing.MAX_COMMAND}-character commands")
-    return tuple(
-        f"printf '%s' '{encoded[start : start + size]}' >> {quoted_b64_path}"
-        for start in range(0, len(encoded), size)
-    )
+    def check_written(self, output: str) -> None:
+        """TransferCheckError unless the read-back holds every target's `sha256sum` of the data sent."""
+        got = {path: digest for digest, path in _SUM_LINE_RE.findall(output)}
+        for path, digest in zip(self.targets, self.digests, strict=True):
+            if got.get(path) != digest:
+                found = got.get(path, "none")
+                raise TransferCheckError(f"sha256 of {path} on the device: {found}, sent {digest}")
 
 
 @dataclass(frozen=True)

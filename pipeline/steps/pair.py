@@ -27,7 +27,7 @@ from pipeline.steps.backup import BackupOutcome, backup
 from pipeline.steps.push import FactsInMemory, PushAction, PushOutcome, RetryPolicy, push_with_routes
 from pipeline.steps.regenerate import RegenOutcome, regenerate
 from pipeline.steps.validate import ValidateOutcome, peers_of, validate
-from pipeline.steps.verify import Expected, PollPolicy, VerifyOutcome, verify
+from pipeline.steps.verify import Expected, PollPolicy, Recorded, VerifyOutcome, verify
 
 Report = Callable[[str, object], None]
 
@@ -51,7 +51,7 @@ def run_fmc(
     try:
         saved = backup(session)
         report("backup", saved)
-        facts = validate(session, factory, peers, now_utc=datetime.now(UTC))
+        facts = validate(session, factory, peers, now_utc=datetime.now(UTC), workers=settings.step_sessions)
         plan = plan_fmc(facts)
         report("validate", plan)
         regen = regenerate(
@@ -64,7 +64,7 @@ def run_fmc(
     finally:
         session.close()
     pushes = tuple(_push(factory, facts, regen, peer, settings, report, stamp) for peer in peers)
-    expected = [Expected(p.name, p.host, facts.peer(p.name).uuid) for p in peers]
+    expected = [_expected(p, facts, regen, pushed) for p, pushed in zip(peers, pushes, strict=True)]
     session = factory.open(fmc.name, factory.routes_for(fmc.name)[0])
     try:
         checked = verify(
@@ -74,11 +74,21 @@ def run_fmc(
             fmc_uuid=facts.fmc_uuid,
             ca_pem=regen.ca_pem,
             policy=PollPolicy(settings.verify_deadline, settings.verify_interval),
+            workers=settings.step_sessions,
         )
     finally:
         session.close()
     report("verify", checked)
     return FmcRun(saved, facts, plan, regen, pushes, checked)
+
+
+def _expected(peer: Fmc | Ftd, facts: ValidateOutcome, regen: RegenOutcome, pushed: PushOutcome) -> Expected:
+    """The peer as verify expects it, with what its push found it holding when the push succeeded."""
+    uuid = facts.peer(peer.name).uuid
+    recorded = None
+    if pushed.ok and pushed.held is not None and uuid is not None:
+        recorded = Recorded(pushed.held, regen.peer(uuid).cert_pem, str(pushed.route))
+    return Expected(peer.name, peer.host, uuid, recorded=recorded)
 
 
 def _push(

@@ -1,9 +1,9 @@
 """Step 4, push: one peer (an FTD, or the other FMC as HA peer) gets its three new files; sftunnel restarts.
 
 Decide first (`decide_push`, pure), from what the peer holds and what the record says this renewal did to it:
-- files not new: keep a timestamped copy of the three files on the device, write each new one atomically (temp
-  file in the same folder, SHA-256 checked on the device, mode 644 root:root, rename), read them back, then
-  `pmtool restartbyid sftunnel` so the tunnel re-handshakes with them;
+- files not new: keep a timestamped copy of the three files on the device, write the new ones in one command
+  (temp files in the same folder, SHA-256 checked on the device, mode 644 root:root, renamed, read back by
+  SHA-256), then `pmtool restartbyid sftunnel` so the tunnel re-handshakes with them;
 - files new and never written by this renewal: generate_certs.pl pushed them over a live tunnel, which picks
   them up at its next reconnect, as on the device: skip;
 - files new, written by this renewal, and restarted after that write: an earlier attempt finished: skip;
@@ -15,6 +15,10 @@ The write and the restart are facts the caller records (`RestartFacts`): the ste
 callbacks, and the caller keeps them where it keeps things (the Celery task in the database, the in-process
 runner in memory). The intent to write is reported before the first file changes, so a crash between the write
 and the record cannot hide a write; the restart right after `pmtool` returned 0.
+
+After the ladder (CLISH, expert, sudo, the history check), a write is four command round trips (read the
+files, keep copies, write, restart), a skip one. What the device holds when the push ends goes into its
+outcome (`PushOutcome.held`), read or read back in the push's own session, so verify need not log in again.
 
 A push whose session never opened (host key, authentication, sudo, unreachable) wrote nothing: it raises
 `PushRefusedError`, and its outcome is `PushAction.REFUSED`, so the record can say so.
@@ -38,7 +42,7 @@ from pipeline.devicepaths import PEER_CA, PEER_CERT, PEER_KEY, PUSHED_FILES, pee
 from pipeline.devices.factory import SessionFactory
 from pipeline.devices.files import read_files
 from pipeline.devices.session import TEMP_GLOB, DeviceSession, Route
-from pipeline.errors import DeviceError, PushRefusedError, WriteIntegrityError, can_retry
+from pipeline.errors import DeviceError, PushRefusedError, can_retry
 from pipeline.flow import Attempt, next_attempt
 from pipeline.flow import RetryPolicy as FlowRetryPolicy
 from pipeline.material import PeerMaterial
@@ -105,6 +109,9 @@ class PushOutcome:
     #: What the operator reads in the record: the error, or what a successful push did when it is not plain.
     message: str | None = None
     backup_suffix: str | None = None
+    #: What the device holds for the FMC when the push ended, as read (or written and read back) in its
+    #: session: what verify checks without logging in again.
+    held: HeldFiles | None = None
 
 
 #: The record's message for each way a push can succeed (None: a plain write and restart says nothing more).
@@ -156,31 +163,50 @@ def push_files(
     `backup_stamp_utc` names the copies kept on the device (`<file>.sftrenew-<stamp>.bak`). Callers pass
     one stamp per renewal, and an existing copy is never overwritten, so the copies hold the files as they
     were before the renewal's first attempt, whatever later attempts did."""
-    action = decide_push(read_held(session, fmc_uuid), material, recorded)
+    held = read_held(session, fmc_uuid)
+    action = decide_push(held, material, recorded)
     if action is PushAction.SKIP:
         message = SKIPPED_DONE if recorded.write_started_at_utc is not None else SKIPPED_LIVE
-        return PushOutcome(session.device, action, session.route, 1, ok=True, message=message)
+        return PushOutcome(session.device, action, session.route, 1, ok=True, message=message, held=held)
     if action is PushAction.RESTART:
         session.run(RESTART_COMMAND)
         on_restarted()
-        return PushOutcome(session.device, action, session.route, 1, ok=True, message=RESTARTED_ONLY)
+        return PushOutcome(
+            session.device, action, session.route, 1, ok=True, message=RESTARTED_ONLY, held=held
+        )
     folder = peer_dir(fmc_uuid)
     suffix = f".sftrenew-{backup_stamp_utc:%Y%m%dT%H%M%SZ}.bak"
     names = " ".join(shlex.quote(n) for n in PUSHED_FILES)
     on_write_started()
-    # Temp files an interrupted write left behind (TEMP_GLOB) go first; then a copy of what is there now.
-    session.run(f"cd {shlex.quote(folder)} && rm -f {TEMP_GLOB}")
+    # Temp files an interrupted write left behind (TEMP_GLOB) go first, then a copy of what is there now;
+    # then the three files in one command, checked by SHA-256 on the device and read back.
     session.run(
-        f"cd {shlex.quote(folder)} && for f in {names}; do "
+        f"cd {shlex.quote(folder)} && rm -f {TEMP_GLOB} && for f in {names}; do "
         f'if [ -f "$f" ] && [ ! -e "$f{suffix}" ]; then cp -p "$f" "$f{suffix}"; fi; done'
     )
-    for name, data in material.files().items():
-        session.write_file_atomic(f"{folder}/{name}", data, mode=0o644, owner="root:root")
-    if decide_push(read_held(session, fmc_uuid), material, RestartFacts()) is not PushAction.SKIP:
-        raise WriteIntegrityError(session.device, str(session.route), folder)
+    session.write_files_atomic(
+        {f"{folder}/{name}": data for name, data in material.files().items()}, mode=0o644, owner="root:root"
+    )
     session.run(RESTART_COMMAND)
     on_restarted()
-    return PushOutcome(session.device, action, session.route, 1, ok=True, backup_suffix=suffix)
+    return PushOutcome(
+        session.device,
+        action,
+        session.route,
+        1,
+        ok=True,
+        backup_suffix=suffix,
+        held=HeldFiles(material.ca_sha256, material.cert_sha256, material_key_matches(material)),
+    )
+
+
+def material_key_matches(material: PeerMaterial) -> bool:
+    """Whether the material's key is the certificate's (what the device holds once the write read back)."""
+    try:
+        cert = CertFacts.from_pem(material.cert_pem)
+        return KeyFacts.from_pem(material.key_pem).public_key_sha256 == cert.public_key_sha256
+    except ValueError:
+        return False
 
 
 def push_once(  # noqa: PLR0913 - keyword-only, passed on to push_files

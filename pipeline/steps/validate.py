@@ -1,9 +1,9 @@
 """Step 2, validate: what the FMC and its peers look like before anything changes.
 
 The FMC's `sftunnel_status.pl` says which tunnels are up (a peer whose tunnel is up gets its new files from
-`generate_certs.pl` itself); the CA says how many days are left; each peer is tried by every route it has
-(direct, then its jump server, but never again after a refused login: each one counts towards an AAA
-lockout), and what it holds for this FMC is read. A peer whose tunnel is down and
+`generate_certs.pl` itself); the CA says how many days are left; each peer is tried by its routes in order
+(direct, then its jump server, until one works, and never again after a refused login: each one counts
+towards an AAA lockout), and what it holds for this FMC is read. A peer whose tunnel is down and
 that no route reaches would be stranded by a renewal: `plan.plan_fmc` says so from these facts, before any
 change.
 """
@@ -119,8 +119,10 @@ def refusal_text(exc: DeviceError) -> str:
 
 
 def probe_peer(factory: SessionFactory, device: Fmc | Ftd, fmc_uuid: str) -> _Probe:
-    """Try every route of one device; on the first that works, read its UUID and the CA it holds for us. A
-    refused login (authentication, host key) ends the probing: no other route logs in again."""
+    """Try the device's routes in order until one works, and read its UUID and the CA it holds for us there.
+    The routes after a working one are not tried: the push tries them only if the first fails, so a second
+    session per device (at 300 FTDs, 300 more logins per FMC) would prove nothing the push needs. A refused
+    login (authentication, host key) ends the probing: no other route logs in again."""
     probes: list[RouteProbe] = []
     uuid: str | None = None
     held: str | None = None
@@ -136,11 +138,11 @@ def probe_peer(factory: SessionFactory, device: Fmc | Ftd, fmc_uuid: str) -> _Pr
             probes.append(RouteProbe(route, ok=False, error_kind=type(exc).__name__))
             continue
         try:
-            if uuid is None:
-                uuid, held = _peer_view(session, fmc_uuid)
+            uuid, held = _peer_view(session, fmc_uuid)
         finally:
             session.close()
         probes.append(RouteProbe(route, ok=True))
+        break
     return _Probe(tuple(probes), uuid, held)
 
 

@@ -21,6 +21,7 @@ from pipeline.store.fmcs import (
     set_fmc_state,
     take_over_regeneration,
 )
+from pipeline.store.held import held_by_device, record_held
 from pipeline.store.renewals import (
     active_renewal,
     finish_renewal,
@@ -48,6 +49,7 @@ from pipeline.store.steps import failed_pushes, interrupt_started, step_finished
 from pipeline.store.tables import (
     Artifact,
     FmcState,
+    PeerHeld,
     PushRestart,
     PushSlot,
     Renewal,
@@ -63,6 +65,7 @@ from pipeline.store.tables import (
 __all__ = [
     "Artifact",
     "FmcState",
+    "PeerHeld",
     "PushRestart",
     "PushSlot",
     "Renewal",
@@ -85,6 +88,7 @@ __all__ = [
     "failed_pushes",
     "finish_renewal",
     "fmcs_of",
+    "held_by_device",
     "history",
     "interrupt_started",
     "last_renewal",
@@ -97,6 +101,7 @@ __all__ = [
     "push_restart",
     "push_round",
     "record_ca_before",
+    "record_held",
     "record_regeneration",
     "record_regeneration_intent",
     "record_restarted",

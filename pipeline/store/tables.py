@@ -283,3 +283,26 @@ class PushRestart(StoreBase, table=True):
     device: str = Field(primary_key=True, sa_type=String(100))
     write_started_at_utc: datetime = Field(sa_type=UtcDateTime)
     restarted_at_utc: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class PeerHeld(StoreBase, table=True):
+    """What one peer held for one FMC when this renewal's latest successful push to it ended, as that push
+    read it (or wrote it and read it back by SHA-256) in its own session: what verify checks without
+    logging in again. Certificate fingerprints (SHA-256 of the DER), and whether the key is the
+    certificate's. One row per renewal, FMC and device, replaced by each successful push."""
+
+    __tablename__ = "peer_held"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["renewal_id", "fmc"], ["renewal_fmc.renewal_id", "renewal_fmc.fmc"], ondelete="CASCADE"
+        ),
+    )
+
+    renewal_id: str = Field(primary_key=True, sa_type=String(36))
+    fmc: str = Field(primary_key=True, sa_type=String(100))
+    device: str = Field(primary_key=True, sa_type=String(100))
+    ca_sha256: str | None = Field(default=None, sa_type=String(64))
+    cert_sha256: str | None = Field(default=None, sa_type=String(64))
+    key_matches_cert: bool
+    route: str = Field(sa_type=String(100))
+    checked_at_utc: datetime = Field(sa_type=UtcDateTime)

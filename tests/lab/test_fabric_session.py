@@ -338,7 +338,7 @@ def test_write_file_atomic_exact_bytes_mode_and_no_temp_files(
     uuid = variants.device("fmc-primary")["uuid"]
     path = f"/var/sf/peers/{uuid}/scratch-cert.pem"
     for data in (os.urandom(3000), b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", b""):
-        ftd.write_file_atomic(path, data)
+        ftd.write_files_atomic({path: data})
         host = variants.file("ftd-005", path)
         assert host.read_bytes() == data
         assert stat.S_IMODE(host.stat().st_mode) == 0o644
@@ -351,20 +351,40 @@ def test_a_failed_write_leaves_the_target_and_no_temp_files(variants: RunningLab
     folder.mkdir()
     (folder / "target").write_bytes(b"before")
     (folder / "a-folder").mkdir()
-    with pytest.raises(CommandFailedError, match="decode, chmod and chown"):
-        ftd.write_file_atomic("/var/tmp/failing/target", b"after", owner="nosuchuser:nosuchgroup")
-    with pytest.raises(CommandFailedError, match="rename into"):
-        ftd.write_file_atomic("/var/tmp/failing/a-folder", b"after")
-    with pytest.raises(CommandFailedError, match="upload to"):
-        ftd.write_file_atomic("/var/tmp/no-such-folder/target", b"after")
+    with pytest.raises(CommandFailedError, match="chmod and chown the temp files"):
+        ftd.write_files_atomic({"/var/tmp/failing/target": b"after"}, owner="nosuchuser:nosuchgroup")
+    with pytest.raises(CommandFailedError, match="rename into place"):
+        ftd.write_files_atomic({"/var/tmp/failing/a-folder": b"after"})
+    with pytest.raises(CommandFailedError, match="upload /var/tmp/no-such-folder/target"):
+        ftd.write_files_atomic({"/var/tmp/no-such-folder/target": b"after"})
     assert (folder / "target").read_bytes() == b"before"
     assert sorted(p.name for p in folder.iterdir()) == ["a-folder", "target"]
     assert list((folder / "a-folder").iterdir()) == []
-    with pytest.raises(ValueError, match="absolute file path"):
-        ftd.write_file_atomic("relative/path", b"x")
+    with pytest.raises(ValueError, match="absolute, normal file paths"):
+        ftd.write_files_atomic({"relative/path": b"x"})
     with pytest.raises(ValueError, match="owner must be user:group"):
-        ftd.write_file_atomic("/var/tmp/x", b"x", owner="root; reboot")
+        ftd.write_files_atomic({"/var/tmp/x": b"x"}, owner="root; reboot")
     assert ftd.run("echo still usable").output == "still usable\n"
+
+
+def test_a_set_is_renamed_only_when_every_file_checked_out(variants: RunningLab, ftd: DeviceSession) -> None:
+    """Three files in one write: a target that cannot be replaced (a folder) stops the renames of all."""
+    folder = variants.file("ftd-005", "/var/tmp/set")
+    folder.mkdir()
+    for name in ("a", "b"):
+        (folder / name).write_bytes(b"old " + name.encode())
+    (folder / "c").mkdir()
+    files = {f"/var/tmp/set/{n}": os.urandom(2000) for n in ("a", "b", "c")}
+    with pytest.raises(CommandFailedError, match="rename into place"):
+        ftd.write_files_atomic(files)
+    assert [(folder / n).read_bytes() for n in ("a", "b")] == [b"old a", b"old b"]
+    assert sorted(p.name for p in folder.iterdir()) == ["a", "b", "c"]
+    del files["/var/tmp/set/c"]
+    ftd.write_files_atomic(files, mode=0o600)
+    for path, data in files.items():
+        host = variants.file("ftd-005", path)
+        assert host.read_bytes() == data
+        assert stat.S_IMODE(host.stat().st_mode) == 0o600
 
 
 def lab_bytes(lab: RunningLab, name: str) -> int:
@@ -390,12 +410,12 @@ def test_connection_cut_mid_write_leaves_old_or_new_never_partial(
     session = factory(lab).open("ftd-001", DIRECT)
     # Calibrate: an identical write (same sizes, same name lengths) costs the same bytes.
     before = lab_bytes(lab, "ftd-001")
-    session.write_file_atomic(path, os.urandom(len(new)))
+    session.write_files_atomic({path: os.urandom(len(new))})
     cost = lab_bytes(lab, "ftd-001") - before
     host.write_bytes(old)
     lab.set_knobs("ftd-001", drop_after_bytes=lab_bytes(lab, "ftd-001") + cut(cost))
     with pytest.raises(DeviceUnreachableError, match="connection lost"):
-        session.write_file_atomic(path, new)
+        session.write_files_atomic({path: new})
     session.close()
     assert host.read_bytes() in (old, new)
     for leftover in host.parent.glob(TEMP_GLOB):
@@ -407,7 +427,7 @@ def test_slow_device_still_works(make_lab: MakeLab) -> None:
     session = factory(lab).open("ftd-001", DIRECT)
     try:
         assert root_check(session) == "/home/admin"
-        session.write_file_atomic("/var/tmp/slow.bin", b"x" * 700)
+        session.write_files_atomic({"/var/tmp/slow.bin": b"x" * 700})
         assert session.read_file("/var/tmp/slow.bin") == b"x" * 700
     finally:
         session.close()
@@ -429,7 +449,7 @@ def test_no_password_or_file_content_in_logs_or_errors(
     messages: list[str] = []
 
     session = factory(variants).open("ftd-001", DIRECT)
-    session.write_file_atomic("/var/tmp/key.pem", key)
+    session.write_files_atomic({"/var/tmp/key.pem": key})
     assert session.read_file("/var/tmp/key.pem") == key
     with pytest.raises(CommandFailedError) as failed:
         session.run(f"echo {password}; false")
@@ -474,7 +494,7 @@ def test_no_secret_reaches_a_shell_history(variants: RunningLab, device: str, ho
     encoded = base64.b64encode(key).decode()
     session = factory(variants).open(device, DIRECT)
     try:
-        session.write_file_atomic("/var/tmp/history-probe.pem", key, mode=0o600)
+        session.write_files_atomic({"/var/tmp/history-probe.pem": key}, mode=0o600)
         assert session.read_file("/var/tmp/history-probe.pem") == key
     finally:
         session.close()

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 from cryptography import x509
 
 from pipeline.devices.factory import SessionFactory
-from pipeline.devices.session import DIRECT, Route
+from pipeline.devices.session import DIRECT, DeviceSession, Route
 from pipeline.errors import ForeignCAError
 from pipeline.plan import PeerAction, plan_fmc
 from pipeline.secrets import SecretResolver, read_inventory
@@ -28,6 +29,7 @@ from pipeline.steps.pair import run_fmc, run_pair
 from pipeline.steps.push import FactsInMemory, PushAction, RetryPolicy, push_with_routes
 from pipeline.steps.regenerate import regenerate
 from pipeline.steps.validate import peers_of, validate
+from pipeline.steps.verify import Expected, PollPolicy, Recorded, verify
 from tests.lab.fixtures import MakeLab, RunningLab
 
 pytestmark = pytest.mark.lab
@@ -105,6 +107,55 @@ def test_expired_pair_comes_back_after_restarts(make_lab: MakeLab) -> None:
     assert ca_of(lab, "fmc-primary").not_valid_after_utc > datetime.now(UTC)
 
 
+class CountingFactory(SessionFactory):
+    """The real factory, counting the sessions it is asked to open (instrumentation, not a fake)."""
+
+    def __init__(self, real: SessionFactory) -> None:
+        self.__dict__.update(real.__dict__)
+        self.opened: list[str] = []
+
+    def open(self, device_name: str, route: Route) -> DeviceSession:
+        self.opened.append(device_name)
+        return super().open(device_name, route)
+
+
+def test_verify_judges_pushed_peers_from_their_push_and_reads_only_the_rest(make_lab: MakeLab) -> None:
+    lab = make_lab(ftds=3, scenarios="expired")
+    factory = factory_for(lab)
+    pair = read_inventory(lab.directory / "inventory.yaml").pair("lab")
+    run = run_fmc(factory, pair, pair.primary, FAST)
+    assert run.verify.ok, run.verify.devices
+    recorded = {p.device: p for p in run.pushes}
+    assert all(p.ok and p.held is not None for p in recorded.values()), run.pushes
+
+    def expected(wrong_record: str | None = None) -> list[Expected]:
+        peers = []
+        for peer in peers_of(pair, pair.primary):
+            uuid = run.validate.peer(peer.name).uuid
+            assert uuid is not None
+            held = recorded[peer.name].held
+            assert held is not None
+            if peer.name == wrong_record:
+                held = replace(held, cert_sha256="0" * 64)  # a record of other files cannot answer
+            record = Recorded(held, run.regenerate.peer(uuid).cert_pem, "direct")
+            peers.append(Expected(peer.name, peer.host, uuid, recorded=record))
+        return peers
+
+    counting = CountingFactory(factory)
+    fmc = factory.open("fmc-primary", DIRECT)
+    try:
+        policy = PollPolicy(FAST.verify_deadline, FAST.verify_interval)
+        ca = run.regenerate.ca_pem
+        fuuid = run.validate.fmc_uuid
+        answered = verify(fmc, counting, expected(), fmc_uuid=fuuid, ca_pem=ca, policy=policy)
+        assert answered.ok and counting.opened == [], answered.devices
+        read = verify(fmc, counting, expected("ftd-002"), fmc_uuid=fuuid, ca_pem=ca, policy=policy)
+    finally:
+        fmc.close()
+    assert read.ok and counting.opened == ["ftd-002"], read.devices
+    assert "files checked direct" in next(d.detail for d in read.devices if d.name == "ftd-002")
+
+
 def test_mixed_pair_direct_jump_and_stranded(make_lab: MakeLab) -> None:
     lab = make_lab(ftds=4, scenarios="mixed")
     factory = factory_for(lab)
@@ -119,7 +170,7 @@ def test_mixed_pair_direct_jump_and_stranded(make_lab: MakeLab) -> None:
     assert plan.stranded == ("ftd-004",)
     actions = {p.name: (p.action, p.routes) for p in plan.peers}
     assert actions["ftd-001"][0] is PeerAction.LIVE_PUSH
-    assert actions["ftd-002"] == (PeerAction.PUSH, (DIRECT, Route("jump", "jump-1")))
+    assert actions["ftd-002"] == (PeerAction.PUSH, (DIRECT,))  # the jump route is not probed after it
     assert actions["ftd-003"] == (PeerAction.PUSH, (Route("jump", "jump-1"),))
     ca_before = ca_of(lab, "fmc-primary")
     assert ca_of(lab, "fmc-primary") == ca_before  # validate changed nothing

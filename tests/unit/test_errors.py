@@ -289,9 +289,9 @@ def test_an_integrity_failure_is_retryable_and_names_the_folder_and_the_fix() ->
     error = WriteIntegrityError("ftd-001", "via jump-1", "/ngfw/var/sf/peers/8a1b")
 
     assert str(error) == (
-        "ftd-001 (route via jump-1): the files in /ngfw/var/sf/peers/8a1b read back different after the "
-        "write; a retry writes them again; if it keeps failing, check the device's free disk space and that "
-        "folder's owner and mode"
+        "ftd-001 (route via jump-1): the files written to /ngfw/var/sf/peers/8a1b did not check out by "
+        "SHA-256 on the device; a retry writes them again; if it keeps failing, check the device's free disk "
+        "space and that folder's owner and mode"
     )
     assert can_retry(error)
 

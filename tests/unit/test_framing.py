@@ -97,3 +97,16 @@ def test_long_output_in_small_chunks() -> None:
     out = "".join(f"line {i} " + "x" * 60 + "\n" for i in range(3000))
     result, _ = feed_in_chunks(device_output("cat big", out, 0), 97)
     assert result.output == out
+
+
+def test_a_long_command_is_typed_as_short_lines_joined_by_continuations() -> None:
+    framed = framing.frame_lines(["printf '%s' ''", "'abc'", "'def' | base64 -d > /tmp/x"], "n1")
+    assert framed == (
+        "echo SFTRB\"\"n1; printf '%s' '' \\\n'abc' \\\n'def' | base64 -d > /tmp/x; echo SFTRE\"\"n1:$?."
+    )
+    with pytest.raises(ValueError, match="close every quote"):
+        framing.frame_lines(["printf '%s' 'abc", "def'"], "n1")
+    with pytest.raises(ValueError, match="must not end with a backslash"):
+        framing.frame_lines(["echo a \\"], "n1")
+    with pytest.raises(ValueError, match="keep it to"):
+        framing.frame_lines(["x" * (framing.MAX_COMMAND + 1)], "n1")
