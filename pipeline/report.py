@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipeline.store import Renewal, RenewalFmc, StepRun
+from pipeline.store import Renewal, RenewalEvent, RenewalFmc, StepRun
 
 CONTROL = ("backup", "validate", "regenerate", "verify")
 #: Push states with an error to show: it failed, was refused, or failed and will be tried again.
@@ -72,7 +72,12 @@ def device_lines(steps: Sequence[StepRun]) -> list[DeviceLine]:
     return lines
 
 
-def render(renewal: Renewal, fmcs: Sequence[RenewalFmc], steps: Sequence[StepRun]) -> str:
+def render(
+    renewal: Renewal,
+    fmcs: Sequence[RenewalFmc],
+    steps: Sequence[StepRun],
+    events: Sequence[RenewalEvent] = (),
+) -> str:
     out = [
         f"renewal {renewal.id}  pair {renewal.pair}  state {renewal.state}  "
         f"requested by {renewal.requested_by} at {renewal.requested_at_utc:%Y-%m-%d %H:%M:%S} UTC"
@@ -92,7 +97,23 @@ def render(renewal: Renewal, fmcs: Sequence[RenewalFmc], steps: Sequence[StepRun
                 f"  {line.device:<24} {line.push:<10} {line.route:<14} {line.attempts:>5}  "
                 f"{line.verdict:<14} {line.error or line.note}".rstrip()
             )
+    if events:
+        out.append("")
+        out.append("events:")
+        out.extend(f"  {event_line(e)}" for e in events)
     return "\n".join(out) + "\n"
+
+
+def event_line(event: RenewalEvent) -> str:
+    """One event in a line: when, what, on which FMC or device, by whom, and the detail."""
+    where = " ".join(part for part in (event.fmc, event.device) if part)
+    parts = [f"{event.at_utc:%Y-%m-%d %H:%M:%S}", event.action]
+    if where:
+        parts.append(where)
+    if event.who:
+        parts.append(f"by {event.who}")
+    text = "  ".join(parts)
+    return f"{text}: {event.detail}" if event.detail else text
 
 
 def progress(fmcs: Sequence[RenewalFmc], steps: Sequence[StepRun]) -> tuple[int, int]:

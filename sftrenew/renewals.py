@@ -119,14 +119,17 @@ def _enqueue(args: argparse.Namespace, settings: Settings) -> int:
     engine = _engine(settings)
     _celery(settings)
     check_broker(settings)
+    who = args.by or getpass.getuser()
     with store.open_session(engine) as db:
         renewal, created = store.start_renewal(
             session=db,
             pair=pair.name,
-            requested_by=args.by or getpass.getuser(),
+            requested_by=who,
             fmcs=[(pair.primary.name, "primary"), (pair.secondary.name, "secondary")],
             now=Context.now(),
         )
+        if created:
+            store.add_event(session=db, renewal_id=renewal.id, action="enqueue", now=Context.now(), who=who)
     if created:
         try:
             advance(Context(settings), renewal.id, pair)
@@ -170,7 +173,8 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
                 raise ConfigError(f"no renewal {args.renewal}" if args.renewal else "no renewal recorded yet")
             fmcs = store.fmcs_of(session=db, renewal_id=row.id)
             steps = store.steps_of(session=db, renewal_id=row.id)
-        text = report.render(row, fmcs, steps)
+            events = store.events_of(session=db, renewal_id=row.id)
+        text = report.render(row, fmcs, steps, events)
         if args.watch:
             done, total = report.progress(fmcs, steps)
             print("\x1b[2J\x1b[H" + report.progress_bar(done, total) + "\n" + text, end="", flush=True)
@@ -217,6 +221,15 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
                 now=now,
             )
             store.set_fmc_state(session=db, renewal_id=renewal_id, fmc=plan.fmc, state="running", now=now)
+            store.add_event(
+                session=db,
+                renewal_id=renewal_id,
+                action="retry",
+                now=now,
+                who=args.by or getpass.getuser(),
+                fmc=plan.fmc,
+                detail=f"round {plan.round}: {', '.join(plan.devices)}",
+            )
     who = args.by or getpass.getuser()
     for plan in plans:
         try:

@@ -246,5 +246,5 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     make_celery(settings).set_default()
     check_broker(settings)
     for renewal_id, work in reconcile_stalled(Context(settings)).items():
-        print(f"{renewal_id}: sent {work} again")
+        print(f"{renewal_id}: {work}" if work.startswith("skipped") else f"{renewal_id}: sent {work} again")
     return 0

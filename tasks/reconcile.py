@@ -14,6 +14,7 @@ from typing import Any
 from celery import shared_task
 
 from pipeline import store
+from pipeline.errors import SftrenewError
 from tasks.context import Context, context
 from tasks.flow import resend
 
@@ -21,7 +22,10 @@ log = logging.getLogger(__name__)
 
 
 def reconcile_stalled(ctx: Context) -> dict[str, str]:
-    """Send again the next piece of every stalled renewal; returns renewal id -> what was sent."""
+    """Send again the next piece of every stalled renewal; returns renewal id -> what was sent, or why the
+    renewal was skipped. One renewal that cannot be carried on (its pair gone from the inventory, a record
+    that does not read back, material missing, a bug) is marked with the reason and skipped; the others go
+    on."""
     older = timedelta(seconds=ctx.settings.celery.stall_after)
     with ctx.db() as db:
         stalled = [(r.id, r.pair) for r in store.stalled(session=db, older_than=older, now=ctx.now())]
@@ -30,10 +34,32 @@ def reconcile_stalled(ctx: Context) -> dict[str, str]:
         return done
     inventory = ctx.inventory()
     for renewal_id, pair in stalled:
-        sent = resend(ctx, renewal_id, inventory.pair(pair))
+        try:
+            sent = resend(ctx, renewal_id, inventory.pair(pair))
+        except Exception as exc:  # one renewal must not stop the others; the reason is kept
+            done[renewal_id] = f"skipped: {_mark_skipped(ctx, renewal_id, exc)}"
+            continue
         log.warning("renewal %s stalled: sent %s again", renewal_id, sent.kind)
         done[renewal_id] = sent.kind
     return done
+
+
+def _mark_skipped(ctx: Context, renewal_id: str, exc: Exception) -> str:
+    """Record why the reconciler could not carry the renewal on (once per distinct reason); the reason."""
+    reason = str(exc) if isinstance(exc, SftrenewError | LookupError) else f"unexpected {type(exc).__name__}"
+    log.error(
+        "renewal %s skipped by the reconciler: %s",
+        renewal_id,
+        reason,
+        exc_info=not isinstance(exc, SftrenewError | LookupError),
+    )
+    with ctx.db() as db:
+        last = store.events_of(session=db, renewal_id=renewal_id, action="reconcile-skipped")
+        if not last or not reason.startswith((last[-1].detail or "").removesuffix("…")):
+            store.add_event(
+                session=db, renewal_id=renewal_id, action="reconcile-skipped", now=ctx.now(), detail=reason
+            )
+    return reason
 
 
 @shared_task(name="sftrenew.reconcile")

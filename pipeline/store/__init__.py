@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pipeline.store.artifacts import add_artifact, add_device_file, artifact_data, artifacts_of
 from pipeline.store.crypto import new_artifact_key
+from pipeline.store.events import add_event, events_of
 from pipeline.store.fmcs import (
     begin_fmc,
     claim_regeneration,
@@ -48,11 +49,13 @@ from pipeline.store.schema import current_revision, make_engine, migrate, open_s
 from pipeline.store.steps import failed_pushes, interrupt_started, step_finished, step_started, steps_of
 from pipeline.store.tables import (
     Artifact,
+    EventAction,
     FmcState,
     PeerHeld,
     PushRestart,
     PushSlot,
     Renewal,
+    RenewalEvent,
     RenewalFmc,
     RenewalState,
     Role,
@@ -64,11 +67,13 @@ from pipeline.store.tables import (
 
 __all__ = [
     "Artifact",
+    "EventAction",
     "FmcState",
     "PeerHeld",
     "PushRestart",
     "PushSlot",
     "Renewal",
+    "RenewalEvent",
     "RenewalFmc",
     "RenewalState",
     "Role",
@@ -79,12 +84,14 @@ __all__ = [
     "active_renewal",
     "add_artifact",
     "add_device_file",
+    "add_event",
     "artifact_data",
     "artifacts_of",
     "begin_fmc",
     "claim_regeneration",
     "claim_verify",
     "current_revision",
+    "events_of",
     "failed_pushes",
     "finish_renewal",
     "fmcs_of",

@@ -306,3 +306,27 @@ class PeerHeld(StoreBase, table=True):
     key_matches_cert: bool
     route: str = Field(sa_type=String(100))
     checked_at_utc: datetime = Field(sa_type=UtcDateTime)
+
+
+#: What a renewal event records (`RenewalEvent.action`).
+EventAction = Literal["enqueue", "accept-stranded", "force", "retry", "reconcile-skipped"]
+
+
+class RenewalEvent(StoreBase, table=True):
+    """Something that happened to a renewal outside its steps: what a person did to it (who, and why), or
+    what the reconciler could not do with it (the reason). Never changed once written."""
+
+    __tablename__ = "renewal_event"
+    __table_args__ = (
+        ForeignKeyConstraint(["renewal_id"], ["renewal.id"], ondelete="CASCADE"),
+        Index(None, "renewal_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    renewal_id: str = Field(sa_type=String(36))
+    at_utc: datetime = Field(sa_type=UtcDateTime)
+    action: str = Field(sa_type=String(32))
+    who: str | None = Field(default=None, sa_type=String(200))
+    fmc: str | None = Field(default=None, sa_type=String(100))
+    device: str | None = Field(default=None, sa_type=String(100))
+    detail: str | None = Field(default=None, sa_type=String(MESSAGE_CHARS))

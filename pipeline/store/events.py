@@ -1,0 +1,52 @@
+"""A renewal's events: what people did to it and what the reconciler could not do (`RenewalEvent`).
+
+Steps record their own attempts (`steps`); this is the rest of the story an operator or an auditor asks for:
+who asked for the renewal, who accepted which stranded device and why it would be stranded, who forced a
+renewal that was not due and why, who asked for a retry, and why the reconciler skipped a renewal.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from pipeline.store.renewals import committed
+from pipeline.store.tables import MESSAGE_CHARS, EventAction, RenewalEvent, require_utc
+
+
+def add_event(  # noqa: PLR0913 - keyword-only, one per column
+    *,
+    session: Session,
+    renewal_id: str,
+    action: EventAction,
+    now: datetime,
+    who: str | None = None,
+    fmc: str | None = None,
+    device: str | None = None,
+    detail: str | None = None,
+) -> RenewalEvent:
+    """Record one event (committed); `detail` is cut to what the column holds."""
+    if detail is not None and len(detail) > MESSAGE_CHARS:
+        detail = detail[: MESSAGE_CHARS - 1] + "…"
+    event = RenewalEvent(
+        renewal_id=renewal_id,
+        at_utc=require_utc(now),
+        action=action,
+        who=who,
+        fmc=fmc,
+        device=device,
+        detail=detail,
+    )
+    with committed(session):
+        session.add(event)
+    session.refresh(event)
+    return event
+
+
+def events_of(*, session: Session, renewal_id: str, action: EventAction | None = None) -> list[RenewalEvent]:
+    """The renewal's events, oldest first (of one action when given)."""
+    query = select(RenewalEvent).where(col(RenewalEvent.renewal_id) == renewal_id)
+    if action is not None:
+        query = query.where(col(RenewalEvent.action) == action)
+    return list(session.exec(query.order_by(col(RenewalEvent.id))).all())
