@@ -357,8 +357,8 @@ class StrandedDevicesError(RenewalError):
         names = ", ".join(self.devices)
         return (
             f"{self.fmc}: renewal refused, nothing was changed: {len(self.devices)} device(s) would be "
-            f"stranded ({names}): {self.reason}; make them reachable (directly or through their jump server) "
-            "or take them out of the inventory, then run validate again"
+            f"stranded ({names}): {self.reason}; make them reachable (directly or through their jump "
+            "server), or enqueue again accepting each (--accept-stranded NAME)"
         )
 
 

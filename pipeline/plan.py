@@ -9,7 +9,7 @@ uses, and only hands on the box could bring it back. The plan names those before
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from pipeline.devices.session import Route
@@ -95,3 +95,48 @@ def plan_fmc(facts: ValidateOutcome) -> FmcPlan:
 def plan_renewal(pair: str, facts: Sequence[ValidateOutcome]) -> RenewalPlan:
     """One FmcPlan per FMC, in the order given (primary first)."""
     return RenewalPlan(pair, tuple(plan_fmc(f) for f in facts))
+
+
+@dataclass(frozen=True)
+class GateRefusal:
+    """Why the plan gate refuses to start a renewal: the devices it would strand that nobody accepted, and
+    the FMCs whose CA is not due when nobody forced it. Each line names the thing and the way through."""
+
+    stranded: tuple[PeerPlan, ...]
+    not_due: tuple[FmcPlan, ...]
+    renew_within_days: int
+
+    def lines(self) -> list[str]:
+        out = [
+            f"{p.name} would be stranded ({p.action.value}: {p.refusal or 'no SSH route'}): give it an SSH "
+            f"route or a live tunnel, or accept losing it with --accept-stranded {p.name}"
+            for p in self.stranded
+        ]
+        out.extend(
+            f"{f.fmc}: its CA has {f.ca_days_left} days left, more than SFTRENEW_RENEW_WITHIN_DAYS "
+            f"({self.renew_within_days}): not due; to renew it anyway, --force --reason TEXT"
+            for f in self.not_due
+        )
+        return out
+
+
+def stranded_peers(plan: RenewalPlan) -> dict[str, PeerPlan]:
+    """Every device some FMC of the plan would strand, by name (as the first FMC that would sees it)."""
+    found: dict[str, PeerPlan] = {}
+    for fmc in plan.fmcs:
+        for peer in fmc.peers:
+            if peer.name in fmc.stranded:
+                found.setdefault(peer.name, peer)
+    return found
+
+
+def gate(
+    plan: RenewalPlan, *, accepted: Collection[str], forced: bool, renew_within_days: int
+) -> GateRefusal | None:
+    """None when the renewal may start: every device it would strand was accepted by name, and every CA is
+    due (within `renew_within_days` of its end, or past it) or the renewal is forced."""
+    stranded = tuple(p for name, p in stranded_peers(plan).items() if name not in accepted)
+    not_due = () if forced else tuple(f for f in plan.fmcs if f.ca_days_left > renew_within_days)
+    if not stranded and not not_due:
+        return None
+    return GateRefusal(stranded, not_due, renew_within_days)

@@ -138,6 +138,9 @@ class Settings(BaseModel):
     #: How long verify polls sftunnel_status.pl for every peer to come back, and how often.
     verify_deadline: Seconds = 180.0
     verify_interval: Seconds = 5.0
+    #: A CA is due for renewal within this many days of its end (or past it): `enqueue` refuses a pair whose
+    #: CAs are not due unless forced with a reason (the warning window of `sftrenew check`).
+    renew_within_days: Annotated[int, Field(ge=0, le=3650)] = 90
     #: Device sessions one FMC step opens at once (validate's probes, verify's reads of peers its pushes did
     #: not answer for): network-bound, each a thread in the task (docs/scaling.md).
     step_sessions: Annotated[int, Field(ge=1, le=256)] = 32
@@ -160,6 +163,7 @@ _ENV_FIELDS: Mapping[str, tuple[str, ...]] = {
     "VERIFY_DEADLINE": ("verify_deadline",),
     "VERIFY_INTERVAL": ("verify_interval",),
     "STEP_SESSIONS": ("step_sessions",),
+    "RENEW_WITHIN_DAYS": ("renew_within_days",),
     "DATABASE_URL": ("database_url",),
     "ARTIFACT_KEY": ("artifact_key",),
     "INVENTORY": ("inventory",),

@@ -28,11 +28,15 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from pipeline import report, store
-from pipeline.settings import Settings
+from pipeline.devices.factory import SessionFactory
+from pipeline.plan import stranded_peers
+from pipeline.secrets import SecretResolver, read_inventory
+from pipeline.settings import Settings, load_settings
 from sftlab.cli import spec_from_args
 from sftlab.fleet.runner import LabRunner
 from sftlab.fleet.spec import LabSpecError
 from sftrenew.environments import environment_for
+from sftrenew.planning import plan_pair
 from workers.embedded import EmbeddedRedis, free_port
 
 Sub = Any
@@ -151,15 +155,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         worker_env, flower_env = environment_for("worker", env), environment_for("flower", env)
         stack.enter_context(_process([*SFTRENEW, "worker", "--beat"], directory / "worker.log", worker_env))
         stack.enter_context(_process([*SFTRENEW, "flower"], directory / "flower.log", flower_env))
+        gate_args = _gate_args(env)
         enqueued = subprocess.run(
-            [*SFTRENEW, "enqueue", "--pair", "lab", "--by", "demo"],
+            [*SFTRENEW, "enqueue", "--pair", "lab", "--by", "demo", *gate_args],
             env=environment_for("command", env),
             capture_output=True,
             text=True,
             check=True,
             cwd=directory,
         )
-        renewal_id = enqueued.stdout.splitlines()[0]
+        print(enqueued.stdout, end="", flush=True)
+        renewal_id = enqueued.stdout.splitlines()[-2]
         engine = store.make_engine(Settings(database_url=env["SFTRENEW_DATABASE_URL"]))
         row = _watch(engine, renewal_id, flower_url)
         print(summary(engine, renewal_id, env_file))
@@ -168,6 +174,24 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
         return 0 if row.state in ("succeeded", "partial") else 1
+
+
+def _gate_args(env: dict[str, str]) -> list[str]:
+    """What the demo tells enqueue's plan gate, and says so: it accepts by name each device the lab's plan
+    would strand (a real operator decides that device by device), and forces CAs that are not due."""
+    settings = load_settings(env)
+    inventory = read_inventory(Path(env["SFTRENEW_INVENTORY"]))
+    pair = inventory.pair("lab")
+    factory = SessionFactory(inventory, pair.name, SecretResolver(inventory, env), settings)
+    planned = plan_pair(factory, pair, settings)
+    args: list[str] = []
+    for name, peer in stranded_peers(planned.plan).items():
+        print(f"demo: the plan says {peer.describe()}; the demo accepts losing it: --accept-stranded {name}")
+        args += ["--accept-stranded", name]
+    if any(f.ca_days_left > settings.renew_within_days for f in planned.plan.fmcs):
+        print("demo: the lab's CAs are not due; the demo renews them anyway: --force --reason demo")
+        args += ["--force", "--reason", "demo of a lab whose CAs are not due"]
+    return args
 
 
 def _watch(engine: Engine, renewal_id: str, flower_url: str) -> store.Renewal:

@@ -11,10 +11,9 @@ from pipeline.certs import CertFacts
 from pipeline.devicepaths import CA_CERT
 from pipeline.devices.factory import SessionFactory
 from pipeline.errors import DeviceError
-from pipeline.plan import plan_fmc
 from pipeline.secrets import SecretResolver
 from pipeline.settings import Settings
-from pipeline.steps.validate import peers_of, validate
+from sftrenew.planning import plan_pair
 from sftrenew.renewals import check_devices, inventory_of
 
 Sub = Any
@@ -47,20 +46,10 @@ def _factory(settings: Settings, pair: str | None) -> tuple[SessionFactory, Any]
 
 def _plan(args: argparse.Namespace, settings: Settings) -> int:
     factory, inventory = _factory(settings, args.pair)
-    pair = inventory.pair(args.pair)
-    stranded = refused = False
-    for fmc in pair.fmcs:
-        session = factory.open(fmc.name, factory.routes_for(fmc.name)[0])
-        try:
-            facts = validate(session, factory, peers_of(pair, fmc), now_utc=datetime.now(UTC))
-        finally:
-            session.close()
-        fmc_plan = plan_fmc(facts)
-        print(f"{fmc.role} {fmc.name}: CA {facts.ca_sha256[:16]}… has {facts.ca_days_left} days left")
-        for peer in fmc_plan.peers:
-            print(f"  {peer.describe()}")
-        stranded = stranded or bool(fmc_plan.stranded)
-        refused = refused or bool(fmc_plan.refused)
+    planned = plan_pair(factory, inventory.pair(args.pair), settings)
+    print("\n".join(planned.lines()))
+    stranded = bool(planned.plan.stranded)
+    refused = any(f.refused for f in planned.plan.fmcs)
     if stranded:
         print("some devices would be stranded: give them a route (or a live tunnel) before renewing")
     if refused:

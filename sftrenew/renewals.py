@@ -6,6 +6,7 @@ import argparse
 import getpass
 import math
 import os
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,14 +16,18 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from pipeline import flow, report, store
+from pipeline.devices.factory import SessionFactory
 from pipeline.devices.known_hosts import check_known_hosts
 from pipeline.errors import ConfigError
 from pipeline.inventory import Fmc, FmcPair, Ftd, Inventory
+from pipeline.plan import FmcPlan, PeerPlan, gate, stranded_peers
 from pipeline.secrets import SecretResolver, read_inventory
 from pipeline.settings import Settings
 from pipeline.store.checks import ServiceUnreachableError, check_database
 from pipeline.store.crypto import artifact_key
+from sftrenew.planning import plan_pair
 from sftrenew.services import broker_failure, check_broker
+from tasks import artifacts
 from tasks.context import Context
 from tasks.flow import advance, pushes
 from workers.app import make_celery
@@ -30,6 +35,8 @@ from workers.app import make_celery
 Sub = Any
 
 EXIT_NOT_VERIFIED = 1
+#: `enqueue`: the plan gate refused (a device would be stranded, or a CA is not due); nothing was started.
+EXIT_REFUSED = 1
 _STEP_STATES: dict[str, flow.StepState] = {state: state for state in get_args(flow.StepState)}
 
 
@@ -37,6 +44,17 @@ def add_commands(sub: Sub) -> None:
     enqueue = sub.add_parser("enqueue", help="start a renewal of an FMC pair (or show the one running)")
     enqueue.add_argument("--pair", required=True, help="the pair's name in the inventory")
     enqueue.add_argument("--by", help="who asks (default: the login name)")
+    enqueue.add_argument(
+        "--accept-stranded",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="start even though the plan says this device would be stranded (repeatable; recorded)",
+    )
+    enqueue.add_argument(
+        "--force", action="store_true", help="renew CAs that are not due yet (needs --reason; recorded)"
+    )
+    enqueue.add_argument("--reason", help="why the renewal is forced (with --force)")
     enqueue.set_defaults(run=_enqueue)
 
     status = sub.add_parser("status", help="a renewal's steps per FMC and device (default: the last one)")
@@ -114,12 +132,33 @@ def _enqueue(args: argparse.Namespace, settings: Settings) -> int:
     # must not be started (nor block its pair).
     inventory = inventory_of(settings)
     pair = inventory.pair(args.pair)
+    _check_gate_args(args, pair)
     check_devices(settings, inventory, [pair])
     artifact_key(settings.artifact_key)
     engine = _engine(settings)
     _celery(settings)
     check_broker(settings)
     who = args.by or getpass.getuser()
+    with store.open_session(engine) as db:
+        running = store.active_renewal(session=db, pair=pair.name)
+    if running is not None:
+        _enqueued(settings, running.id, created=False)
+        return 0
+    # The plan gate: read-only, before anything is recorded or changed.
+    factory = SessionFactory(inventory, pair.name, SecretResolver(inventory, os.environ), settings)
+    planned = plan_pair(factory, pair, settings)
+    print("\n".join(planned.lines()))
+    accepted = frozenset(args.accept_stranded)
+    refusal = gate(
+        planned.plan, accepted=accepted, forced=args.force, renew_within_days=settings.renew_within_days
+    )
+    if refusal is not None:
+        for line in refusal.lines():
+            print(f"sftrenew: refused: {line}", file=sys.stderr)
+        print("sftrenew: nothing was started or changed", file=sys.stderr)
+        return EXIT_REFUSED
+    stranded = stranded_peers(planned.plan)
+    not_due = [f for f in planned.plan.fmcs if f.ca_days_left > settings.renew_within_days]
     with store.open_session(engine) as db:
         renewal, created = store.start_renewal(
             session=db,
@@ -129,7 +168,9 @@ def _enqueue(args: argparse.Namespace, settings: Settings) -> int:
             now=Context.now(),
         )
         if created:
-            store.add_event(session=db, renewal_id=renewal.id, action="enqueue", now=Context.now(), who=who)
+            _record_gate(db, renewal.id, who, args, stranded, not_due)
+            for facts in planned.facts:
+                artifacts.save_plan(db, renewal.id, facts, now=Context.now())
     if created:
         try:
             advance(Context(settings), renewal.id, pair)
@@ -142,12 +183,65 @@ def _enqueue(args: argparse.Namespace, settings: Settings) -> int:
                 f"{problem}; renewal {renewal.id} was ended as failed (nothing ran): enqueue again once "
                 "the broker answers"
             ) from exc
-    print(renewal.id)
+    for name in sorted(accepted & stranded.keys()):
+        print(f"accepted by {who}: {stranded[name].describe()}")
+    _enqueued(settings, renewal.id, created=created)
+    return 0
+
+
+def _check_gate_args(args: argparse.Namespace, pair: FmcPair) -> None:
+    """The gate's arguments make sense: --force with a reason, and devices accepted by names of the pair."""
+    if args.force != bool(args.reason and args.reason.strip()):
+        raise ConfigError("--force and --reason TEXT go together: say why a CA that is not due is renewed")
+    devices = {f.name for f in pair.fmcs} | {f.name for f in pair.ftds}
+    unknown = sorted(set(args.accept_stranded) - devices)
+    if unknown:
+        raise ConfigError(
+            f"--accept-stranded {', '.join(unknown)}: no such device in pair {pair.name} "
+            f"(its devices: {', '.join(sorted(devices))})"
+        )
+
+
+def _record_gate(
+    db: Session,
+    renewal_id: str,
+    who: str,
+    args: argparse.Namespace,
+    stranded: dict[str, PeerPlan],
+    not_due: list[FmcPlan],
+) -> None:
+    """Who asked, which stranded devices they accepted and why each would be stranded, and why a renewal of
+    CAs that are not due was forced."""
+    now = Context.now()
+    store.add_event(session=db, renewal_id=renewal_id, action="enqueue", now=now, who=who)
+    for name in sorted(set(args.accept_stranded) & stranded.keys()):
+        store.add_event(
+            session=db,
+            renewal_id=renewal_id,
+            action="accept-stranded",
+            now=now,
+            who=who,
+            device=name,
+            detail=stranded[name].describe(),
+        )
+    if args.force:
+        days = ", ".join(f"{f.fmc} {f.ca_days_left} days left" for f in not_due) or "every CA due"
+        store.add_event(
+            session=db,
+            renewal_id=renewal_id,
+            action="force",
+            now=now,
+            who=who,
+            detail=f"{args.reason.strip()} ({days})",
+        )
+
+
+def _enqueued(settings: Settings, renewal_id: str, *, created: bool) -> None:
+    print(renewal_id)
     print(
         f"{'enqueued' if created else 'already running'}: watch it in Flower at {flower_url(settings)}/tasks "
-        f"or with `sftrenew status {renewal.id} --watch`"
+        f"or with `sftrenew status {renewal_id} --watch`"
     )
-    return 0
 
 
 def _end_unsent(engine: Engine, renewal_id: str) -> None:

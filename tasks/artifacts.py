@@ -8,7 +8,7 @@ needs here, in the database (keys sealed), never in a task argument. This module
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pydantic import SecretStr, ValidationError
 from sqlmodel import Session
@@ -16,6 +16,7 @@ from sqlmodel import Session
 from pipeline import flow, store
 from pipeline.certs import CertFacts
 from pipeline.devicepaths import CA_CERT, PEER_CERT, PEER_KEY, certs_pushed
+from pipeline.devices.session import Route
 from pipeline.errors import BadRecordError, NoMaterialError, UnknownPeerError
 from pipeline.inventory import FmcPair
 from pipeline.material import DeviceFile, PeerMaterial
@@ -24,13 +25,14 @@ from pipeline.records import PeerRecord, RefusalRecord, ValidateRecord
 from pipeline.steps.backup import BackupOutcome
 from pipeline.steps.push import HeldFiles, RestartFacts
 from pipeline.steps.regenerate import RegenOutcome
-from pipeline.steps.validate import ValidateOutcome
+from pipeline.steps.validate import RouteProbe, ValidateOutcome
 from pipeline.steps.verify import Expected, Recorded, Verdict, VerifyOutcome
 from pipeline.store import RenewalFmc
 from tasks import record
 from tasks.context import Context
 
 VALIDATE_PATH = "validate.json"
+PLAN_PATH = "plan.json"
 #: How many of a stored document's problems a BadRecordError names (the first ones say enough).
 PROBLEMS_SHOWN = 3
 
@@ -109,6 +111,50 @@ def save_validate(ctx: Context, renewal_id: str, facts: ValidateOutcome) -> FmcP
             now=ctx.now(),
         )
     return plan
+
+
+def save_plan(db: Session, renewal_id: str, facts: ValidateOutcome, *, now: datetime) -> None:
+    """Keep the plan the gate at enqueue made for one FMC (what the operator saw when it started), as a
+    `ValidateRecord` of kind `plan`."""
+    store.add_artifact(
+        session=db,
+        renewal_id=renewal_id,
+        fmc=facts.fmc,
+        device=None,
+        kind="plan",
+        path=PLAN_PATH,
+        data=ValidateRecord.of(facts, plan_fmc(facts)).model_dump_json(indent=1).encode(),
+        secret=False,
+        key=None,
+        now=now,
+    )
+
+
+def refused_at_plan(ctx: Context, renewal_id: str, fmc: str) -> dict[str, RouteProbe]:
+    """The logins the peers refused when the gate at enqueue planned this FMC: validate does not try them
+    again (each refused login counts towards the device's lockout). Empty when there is no plan record."""
+    try:
+        raw = data(ctx, renewal_id, fmc, kind="plan", path=PLAN_PATH)
+    except LookupError:
+        return {}
+    planned = read_validate_record(raw, renewal_id=renewal_id, fmc=fmc)
+    return {
+        p.name: RouteProbe(
+            Route.parse(p.refusal.route),
+            ok=False,
+            error_kind=p.refusal.kind,
+            detail=f"{p.refusal.detail} (refused when the renewal was planned)",
+        )
+        for p in planned.peers
+        if p.refusal is not None
+    }
+
+
+def accepted_stranded(ctx: Context, renewal_id: str) -> frozenset[str]:
+    """The devices someone accepted losing when the renewal was enqueued (`--accept-stranded`)."""
+    with ctx.db() as db:
+        events = store.events_of(session=db, renewal_id=renewal_id, action="accept-stranded")
+    return frozenset(e.device for e in events if e.device)
 
 
 def validate_record(ctx: Context, renewal_id: str, fmc: str) -> ValidateRecord:

@@ -19,6 +19,7 @@ from celery.exceptions import Ignore
 
 from pipeline import flow
 from pipeline.devicepaths import CA_CERT
+from pipeline.errors import StrandedDevicesError
 from pipeline.steps.backup import backup
 from pipeline.steps.regenerate import regenerate
 from pipeline.steps.validate import peers_of, validate
@@ -55,9 +56,22 @@ def validate_task(self: Task, renewal_id: str, fmc: str) -> Result:
     with control_run(self, renewal_id, fmc, "validate") as run:
         peers = peers_of(run.pair, run.entry)
         with run.fmc_session() as session:
-            workers = run.ctx.settings.step_sessions
-            facts = validate(session, run.factory, peers, now_utc=run.ctx.now(), workers=workers)
+            facts = validate(
+                session,
+                run.factory,
+                peers,
+                now_utc=run.ctx.now(),
+                workers=run.ctx.settings.step_sessions,
+                refused=artifacts.refused_at_plan(run.ctx, renewal_id, fmc),
+            )
         plan = artifacts.save_validate(run.ctx, renewal_id, facts)
+        unaccepted = [n for n in plan.stranded if n not in artifacts.accepted_stranded(run.ctx, renewal_id)]
+        if unaccepted:  # the gate at enqueue saw them reachable, or nobody accepted losing them
+            raise StrandedDevicesError(
+                fmc,
+                unaccepted,
+                "found by the renewal's own validate and not accepted at enqueue; no CA was regenerated",
+            )
     return {
         "renewal": renewal_id,
         "fmc": fmc,

@@ -29,6 +29,16 @@ class Route:
     def __str__(self) -> str:
         return "direct" if self.kind == "direct" else f"via {self.jump}"
 
+    @classmethod
+    def parse(cls, text: str) -> Route:
+        """The route `str(route)` printed (`direct`, `via jump-1`); ValueError for anything else."""
+        if text == "direct":
+            return cls("direct")
+        jump = text.removeprefix("via ")
+        if jump == text or not jump or " " in jump:
+            raise ValueError(f"not a route: {text!r} (expected 'direct' or 'via <jump server>')")
+        return cls("jump", jump)
+
 
 DIRECT = Route("direct")
 

@@ -10,7 +10,7 @@ change.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -170,11 +170,21 @@ def validate(
     *,
     now_utc: datetime,
     workers: int = 8,
+    refused: Mapping[str, RouteProbe] | None = None,
 ) -> ValidateOutcome:
-    """Read the FMC, then probe every peer in parallel (SSH is network-bound)."""
+    """Read the FMC, then probe every peer in parallel (SSH is network-bound). A peer in `refused` refused a
+    login earlier in this renewal (the plan gate at enqueue): it is not logged in to again, and that refusal
+    stands as its probe."""
     fmc_uuid, ca, status = fmc_identity(session)
+    earlier = refused or {}
+
+    def probe_once(device: Fmc | Ftd) -> _Probe:
+        if device.name in earlier:
+            return _Probe((earlier[device.name],), None, None)
+        return probe_peer(factory, device, fmc_uuid)
+
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="validate") as pool:
-        probed = list(pool.map(lambda device: probe_peer(factory, device, fmc_uuid), peers))
+        probed = list(pool.map(probe_once, peers))
     facts = []
     for device, probe in zip(peers, probed, strict=True):
         uuid = device.uuid or probe.uuid

@@ -77,7 +77,7 @@ def test_flower_shows_the_renewal_and_its_failed_device(
     url, auth = env.start_flower()
     env.start_worker()
     env.wait_flower_sees_workers(url, auth)
-    renewal_id = env.enqueue()
+    renewal_id = env.enqueue("--accept-stranded", "ftd-004", force=False)
     assert env.wait_finished(renewal_id).state == "partial"
 
     anonymous = browser.new_page()

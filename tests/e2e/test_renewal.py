@@ -15,6 +15,7 @@ from celery.result import AsyncResult
 from cryptography import x509
 from sqlalchemy import text
 
+from pipeline import store
 from pipeline.settings import CelerySettings, Settings
 from tests.e2e.conftest import MakeEnv
 from tests.e2e.renewal_env import RenewalEnv
@@ -45,7 +46,17 @@ def test_healthy_pair_renews_and_verifies(make_env: MakeEnv) -> None:
     env = make_env()
     before = {fmc: ca(env.lab, fmc) for fmc in ("fmc-primary", "fmc-secondary")}
     env.start_worker()
+    # The plan gate: the lab's CAs are fresh, so not due; forcing takes a reason, recorded.
+    not_due = env.sftrenew("enqueue", "--pair", "lab")
+    assert not_due.returncode == 1, not_due.stderr
+    assert "refused: fmc-primary: its CA has" in not_due.stderr and "not due" in not_due.stderr
+    no_reason = env.sftrenew("enqueue", "--pair", "lab", "--force")
+    assert no_reason.returncode == 2 and "--force and --reason TEXT go together" in no_reason.stderr
     renewal_id = env.enqueue()
+    with store.open_session(env.engine) as db:
+        forced = store.events_of(session=db, renewal_id=renewal_id, action="force")
+    assert len(forced) == 1 and forced[0].detail, forced
+    assert forced[0].detail.startswith("e2e test of a fresh lab (fmc-primary ")
     assert env.wait_finished(renewal_id).state == "succeeded", env.sftrenew("status", renewal_id).stdout
     for fmc, old in before.items():
         assert ca(env.lab, fmc) != old
@@ -72,8 +83,24 @@ def test_expired_pair_reconnects_after_restarts(make_sqlite_env: MakeEnv) -> Non
 def test_mixed_pair_then_retry_of_the_failed_device(make_env: MakeEnv) -> None:
     env = make_env({"ftds": 4, "scenarios": "mixed,expired"})
     env.start_worker()
-    renewal_id = env.enqueue()
-    assert env.enqueue() == renewal_id  # a second enqueue returns the running renewal
+    # The plan gate: ftd-004 has no route and its tunnel is down; nobody accepted losing it.
+    refused = env.sftrenew("enqueue", "--pair", "lab")
+    assert refused.returncode == 1, refused.stderr
+    assert "refused: ftd-004 would be stranded" in refused.stderr, refused.stderr
+    assert "--accept-stranded ftd-004" in refused.stderr and "ftd-003" not in refused.stderr
+    assert "nothing was started or changed" in refused.stderr
+    assert "ftd-004: stranded" in refused.stdout  # the plan was printed
+    with store.open_session(env.engine) as db:
+        assert store.history(session=db) == []
+    renewal_id = env.enqueue("--accept-stranded", "ftd-004", "--by", "alice", force=False)
+    assert env.enqueue(force=False) == renewal_id  # a second enqueue returns the running renewal
+    with store.open_session(env.engine) as db:
+        events = store.events_of(session=db, renewal_id=renewal_id)
+    assert [(e.action, e.who, e.device) for e in events] == [
+        ("enqueue", "alice", None),
+        ("accept-stranded", "alice", "ftd-004"),
+    ]
+    assert events[1].detail and "no SSH route" in events[1].detail
     assert env.wait_finished(renewal_id).state == "partial"
     for fmc in ("fmc-primary", "fmc-secondary"):
         assert env.last_push(renewal_id, fmc, "ftd-002").route == "direct"

@@ -22,7 +22,7 @@ from pipeline.errors import (
 )
 from pipeline.flow import next_route
 from pipeline.material import PeerMaterial
-from pipeline.plan import PeerAction, plan_renewal
+from pipeline.plan import FmcPlan, PeerAction, PeerPlan, RenewalPlan, gate, plan_renewal
 from pipeline.steps.push import (
     HeldFiles,
     PushAction,
@@ -191,3 +191,35 @@ def test_plan_names_live_pushes_ssh_pushes_and_stranded_devices() -> None:
     assert plan.stranded == ("gone", "unknown")
     with pytest.raises(StrandedDevicesError, match="gone"):
         plan.raise_for_stranded()
+
+
+# ------------------------------------------------------------------ the plan gate
+
+
+def _gate_plan(days: tuple[int, int], stranded: dict[str, PeerAction]) -> RenewalPlan:
+    def fmc(name: str, days_left: int) -> FmcPlan:
+        peers = [PeerPlan("ftd-001", PeerAction.PUSH, (DIRECT,), "down")]
+        peers += [
+            PeerPlan(n, a, (), "down", "refused" if a is PeerAction.REFUSED else None)
+            for n, a in stranded.items()
+        ]
+        return FmcPlan(name, days_left, tuple(peers))
+
+    return RenewalPlan("lab", (fmc("fmc-primary", days[0]), fmc("fmc-secondary", days[1])))
+
+
+def test_the_gate_refuses_each_unaccepted_stranded_device_and_a_ca_not_due() -> None:
+    plan = _gate_plan((3650, 20), {"ftd-004": PeerAction.STRANDED, "ftd-005": PeerAction.REFUSED})
+    refusal = gate(plan, accepted={"ftd-004"}, forced=False, renew_within_days=90)
+    assert refusal is not None
+    assert [p.name for p in refusal.stranded] == ["ftd-005"]
+    assert [f.fmc for f in refusal.not_due] == ["fmc-primary"]
+    lines = refusal.lines()
+    assert "--accept-stranded ftd-005" in lines[0] and "ftd-004" not in " ".join(lines)
+    assert "fmc-primary: its CA has 3650 days left" in lines[1] and "--force --reason" in lines[1]
+    assert gate(plan, accepted={"ftd-004", "ftd-005"}, forced=True, renew_within_days=90) is None
+
+
+def test_the_gate_lets_a_due_pair_with_nothing_stranded_through() -> None:
+    assert gate(_gate_plan((90, -30), {}), accepted=(), forced=False, renew_within_days=90) is None
+    assert gate(_gate_plan((91, -30), {}), accepted=(), forced=False, renew_within_days=90) is not None

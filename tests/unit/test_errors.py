@@ -196,8 +196,8 @@ def test_renewal_messages_say_what_stopped_and_what_to_do() -> None:
 
     assert str(stranded) == (
         "fmc-primary: renewal refused, nothing was changed: 2 device(s) would be stranded (ftd-003, "
-        "ftd-007): no SSH route; make them reachable (directly or through their jump server) or take them "
-        "out of the inventory, then run validate again"
+        "ftd-007): no SSH route; make them reachable (directly or through their jump server), or enqueue "
+        "again accepting each (--accept-stranded NAME)"
     )
     assert stranded.devices == ("ftd-003", "ftd-007")
     assert "ab" * 32 in str(foreign)
