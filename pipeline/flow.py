@@ -78,6 +78,8 @@ class FmcRecord:
     push_round: int = 0
     done: frozenset[ControlStep] = frozenset()
     unsettled: tuple[str, ...] = ()
+    #: The renewal waits for a person's approval before any regeneration (`sftrenew enqueue --hold`).
+    held: bool = False
 
 
 # ------------------------------------------------------------------ after an FMC: the next one, or the end
@@ -185,19 +187,31 @@ class Advance:
     kind: ClassVar[str] = "advance"
 
 
-Resume: TypeAlias = SendControl | SendPushes | SendVerify | Advance
+@dataclass(frozen=True)
+class AwaitApproval:
+    """The FMC's next step is its regeneration and the renewal is held for approval: nothing is sent until
+    `sftrenew approve` (which sends the regeneration itself)."""
+
+    fmc: str
+    kind: ClassVar[str] = "nothing (awaiting approval)"
+
+
+Resume: TypeAlias = SendControl | SendPushes | SendVerify | Advance | AwaitApproval
 
 
 def resume(fmcs: Sequence[FmcRecord]) -> Resume:
     """The piece a stalled renewal waits for, from its record: for the first running FMC, its first control
     step not yet succeeded (a step that died mid-way runs again: backup and validate are harmless twice, the
     regeneration is claimed once), else the pushes of its round that have not settled, else its verify (a
-    verify claimed but lost runs again: it only reads). No running FMC: advance."""
+    verify claimed but lost runs again: it only reads). No running FMC: advance. A renewal held for approval
+    waits before its regeneration."""
     running = next((f for f in fmcs if f.state == "running"), None)
     if running is None:
         return Advance()
     for step in CONTROL_STEPS:
         if step not in running.done:
+            if step == "regenerate" and running.held:
+                return AwaitApproval(running.name)
             return SendControl(running.name, step)
     if running.unsettled:
         return SendPushes(running.name, running.unsettled, running.push_round)
@@ -216,7 +230,7 @@ class Superseded:
 
 def superseded(decided: Resume) -> Superseded | None:
     """What a resend decided by `resume` takes over: the control steps it sends again, the pushes of the
-    devices it sends again, or the verify; None for an advance (it sends no step)."""
+    devices it sends again, or the verify; None for an advance or a wait for approval (no step is sent)."""
     match decided:
         case SendControl(fmc=fmc, start=start):
             return Superseded(fmc, CONTROL_STEPS[CONTROL_STEPS.index(start) :])

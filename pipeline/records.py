@@ -123,3 +123,22 @@ def _refusal(peer: PeerFacts) -> RefusalRecord | None:
     if probe is None or probe.error_kind is None:
         return None
     return RefusalRecord(kind=probe.error_kind, route=str(probe.route), detail=probe.detail or "")
+
+
+def plan_changes(seen: ValidateRecord, now: FmcPlan) -> list[str]:
+    """How the plan `now` differs from the one someone saw (`seen`), peer by peer: a changed action (newly
+    stranded, say) or a changed route. Empty when nothing that matters changed."""
+    before = {p.name: p for p in seen.peers}
+    changes: list[str] = []
+    for peer in now.peers:
+        old = before.pop(peer.name, None)
+        routes = tuple(str(r) for r in peer.routes)
+        if old is None:
+            changes.append(f"{now.fmc}: {peer.name} is new: {peer.describe()}")
+        elif old.action is not peer.action:
+            changes.append(f"{now.fmc}: {peer.name} was {old.action.value}, now {peer.describe()}")
+        elif old.routes != routes:
+            was = ", then ".join(old.routes) or "no SSH route"
+            changes.append(f"{now.fmc}: {peer.name} routes were {was}, now {peer.describe()}")
+    changes.extend(f"{now.fmc}: {name} is gone from the plan" for name in before)
+    return changes

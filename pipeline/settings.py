@@ -138,6 +138,9 @@ class Settings(BaseModel):
     #: How long verify polls sftunnel_status.pl for every peer to come back, and how often.
     verify_deadline: Seconds = 180.0
     verify_interval: Seconds = 5.0
+    #: Every renewal waits for `sftrenew approve` after its validate, before any regeneration (as
+    #: `enqueue --hold` does for one).
+    require_approval: bool = False
     #: A CA is due for renewal within this many days of its end (or past it): `enqueue` refuses a pair whose
     #: CAs are not due unless forced with a reason (the warning window of `sftrenew check`).
     renew_within_days: Annotated[int, Field(ge=0, le=3650)] = 90
@@ -164,6 +167,7 @@ _ENV_FIELDS: Mapping[str, tuple[str, ...]] = {
     "VERIFY_INTERVAL": ("verify_interval",),
     "STEP_SESSIONS": ("step_sessions",),
     "RENEW_WITHIN_DAYS": ("renew_within_days",),
+    "REQUIRE_APPROVAL": ("require_approval",),
     "DATABASE_URL": ("database_url",),
     "ARTIFACT_KEY": ("artifact_key",),
     "INVENTORY": ("inventory",),

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pipeline.errors import ConfigError, InventoryError, SftrenewError
 from pipeline.settings import load_settings
 from pipeline.store.checks import ServiceUnreachableError
-from sftrenew import demo, fleet, renewals, services
+from sftrenew import approvals, demo, fleet, renewals, services
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="log at debug level and show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     renewals.add_commands(sub)
+    approvals.add_commands(sub)
     fleet.add_commands(sub)
     services.add_commands(sub)
     demo.add_command(sub)

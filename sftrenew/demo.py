@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from pipeline import report, store
+from pipeline import flow, report, store
 from pipeline.devices.factory import SessionFactory
 from pipeline.plan import stranded_peers
 from pipeline.secrets import SecretResolver, read_inventory
@@ -37,6 +37,7 @@ from sftlab.fleet.runner import LabRunner
 from sftlab.fleet.spec import LabSpecError
 from sftrenew.environments import environment_for
 from sftrenew.planning import plan_pair
+from tasks.flow import records
 from workers.embedded import EmbeddedRedis, free_port
 
 Sub = Any
@@ -157,7 +158,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         stack.enter_context(_process([*SFTRENEW, "flower"], directory / "flower.log", flower_env))
         gate_args = _gate_args(env)
         enqueued = subprocess.run(
-            [*SFTRENEW, "enqueue", "--pair", "lab", "--by", "demo", *gate_args],
+            [*SFTRENEW, "enqueue", "--pair", "lab", "--by", "demo", "--hold", *gate_args],
             env=environment_for("command", env),
             capture_output=True,
             text=True,
@@ -167,6 +168,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(enqueued.stdout, end="", flush=True)
         renewal_id = enqueued.stdout.splitlines()[-2]
         engine = store.make_engine(Settings(database_url=env["SFTRENEW_DATABASE_URL"]))
+        _approve_when_held(engine, renewal_id, env)
         row = _watch(engine, renewal_id, flower_url)
         print(summary(engine, renewal_id, env_file))
         if not args.exit:
@@ -192,6 +194,34 @@ def _gate_args(env: dict[str, str]) -> list[str]:
         print("demo: the lab's CAs are not due; the demo renews them anyway: --force --reason demo")
         args += ["--force", "--reason", "demo of a lab whose CAs are not due"]
     return args
+
+
+def _approve_when_held(engine: Engine, renewal_id: str, env: dict[str, str]) -> None:
+    """The renewal was held (`--hold`): once its backup and validate ran, approve it as `demo`, after
+    showing the plan it approves (`approve` plans again and prints it)."""
+    print("demo: held for approval; waiting for the backup and validate of the primary FMC", flush=True)
+    while True:
+        with store.open_session(engine) as db:
+            row = store.renewal(session=db, renewal_id=renewal_id)
+            assert row is not None  # noqa: S101 - just enqueued
+            if row.state not in ("queued", "running"):
+                return
+            if isinstance(flow.resume(records(db, renewal_id, progress=True)), flow.AwaitApproval):
+                break
+        time.sleep(0.5)
+    print(
+        "demo: the renewal awaits approval; the demo approves it as `demo`, after planning again:", flush=True
+    )
+    approved = subprocess.run(
+        [*SFTRENEW, "approve", renewal_id, "--by", "demo"],
+        env=environment_for("command", env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    print(approved.stdout + approved.stderr, end="", flush=True)
+    if approved.returncode != 0:
+        raise SystemExit(f"sftrenew demo: the approval was refused (exit {approved.returncode})")
 
 
 def _watch(engine: Engine, renewal_id: str, flower_url: str) -> store.Renewal:

@@ -55,6 +55,12 @@ def add_commands(sub: Sub) -> None:
         "--force", action="store_true", help="renew CAs that are not due yet (needs --reason; recorded)"
     )
     enqueue.add_argument("--reason", help="why the renewal is forced (with --force)")
+    enqueue.add_argument(
+        "--hold",
+        action="store_true",
+        help="run backup and validate, then wait for `sftrenew approve` before regenerating "
+        "(always, with SFTRENEW_REQUIRE_APPROVAL=true)",
+    )
     enqueue.set_defaults(run=_enqueue)
 
     status = sub.add_parser("status", help="a renewal's steps per FMC and device (default: the last one)")
@@ -109,7 +115,7 @@ def check_devices(settings: Settings, inventory: Inventory, pairs: Iterable[FmcP
     check_known_hosts(known_hosts, tofu=settings.ssh.trust_on_first_use)
 
 
-def _engine(settings: Settings) -> Engine:
+def engine_of(settings: Settings) -> Engine:
     """The database, checked first: reachable and holding sftrenew's tables (only `sftrenew migrate`, the
     worker and the demo create them), then brought to the newest schema."""
     check_database(settings)
@@ -118,7 +124,7 @@ def _engine(settings: Settings) -> Engine:
     return engine
 
 
-def _celery(settings: Settings) -> None:
+def celery_app(settings: Settings) -> None:
 
     make_celery(settings).set_default()
 
@@ -135,8 +141,8 @@ def _enqueue(args: argparse.Namespace, settings: Settings) -> int:
     _check_gate_args(args, pair)
     check_devices(settings, inventory, [pair])
     artifact_key(settings.artifact_key)
-    engine = _engine(settings)
-    _celery(settings)
+    engine = engine_of(settings)
+    celery_app(settings)
     check_broker(settings)
     who = args.by or getpass.getuser()
     with store.open_session(engine) as db:
@@ -168,7 +174,9 @@ def _enqueue(args: argparse.Namespace, settings: Settings) -> int:
             now=Context.now(),
         )
         if created:
-            _record_gate(db, renewal.id, who, args, stranded, not_due)
+            _record_gate(
+                db, renewal.id, who, args, stranded, not_due, hold_required=settings.require_approval
+            )
             for facts in planned.facts:
                 artifacts.save_plan(db, renewal.id, facts, now=Context.now())
     if created:
@@ -209,11 +217,16 @@ def _record_gate(
     args: argparse.Namespace,
     stranded: dict[str, PeerPlan],
     not_due: list[FmcPlan],
+    *,
+    hold_required: bool,
 ) -> None:
-    """Who asked, which stranded devices they accepted and why each would be stranded, and why a renewal of
-    CAs that are not due was forced."""
+    """Who asked, which stranded devices they accepted and why each would be stranded, why a renewal of CAs
+    that are not due was forced, and whether it waits for approval."""
     now = Context.now()
     store.add_event(session=db, renewal_id=renewal_id, action="enqueue", now=now, who=who)
+    if args.hold or hold_required:
+        why = "--hold" if args.hold else "SFTRENEW_REQUIRE_APPROVAL"
+        store.add_event(session=db, renewal_id=renewal_id, action="hold", now=now, who=who, detail=why)
     for name in sorted(set(args.accept_stranded) & stranded.keys()):
         store.add_event(
             session=db,
@@ -255,7 +268,7 @@ def _end_unsent(engine: Engine, renewal_id: str) -> None:
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    engine = _engine(settings)
+    engine = engine_of(settings)
     while True:
         with store.open_session(engine) as db:
             row = (
@@ -268,7 +281,11 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
             fmcs = store.fmcs_of(session=db, renewal_id=row.id)
             steps = store.steps_of(session=db, renewal_id=row.id)
             events = store.events_of(session=db, renewal_id=row.id)
+            held = flow.takes_step(row.state) and store.awaiting_approval(session=db, renewal_id=row.id)
+            plans = store.artifacts_of(session=db, renewal_id=row.id, kind="plan") if held else []
         text = report.render(row, fmcs, steps, events)
+        if held:
+            text += _awaiting_text(row.id, plans)
         if args.watch:
             done, total = report.progress(fmcs, steps)
             print("\x1b[2J\x1b[H" + report.progress_bar(done, total) + "\n" + text, end="", flush=True)
@@ -283,8 +300,8 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
     # Every input is checked before the renewal is reopened or a push round opened.
     inventory = inventory_of(settings)
     artifact_key(settings.artifact_key)
-    engine = _engine(settings)
-    _celery(settings)
+    engine = engine_of(settings)
+    celery_app(settings)
     check_broker(settings)
     now = Context.now()
     with store.open_session(engine) as db:
@@ -340,6 +357,22 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _awaiting_text(renewal_id: str, plans: list[store.Artifact]) -> str:
+    """What a held renewal waits for, and the plan recorded at enqueue that an approval approves."""
+    out = [
+        "",
+        f"AWAITING APPROVAL: no CA is regenerated until `sftrenew approve {renewal_id} --by WHO`",
+        "(it plans again and refuses if the plan below changed); the plan at enqueue:",
+    ]
+    for artifact in plans:
+        record = artifacts.read_validate_record(artifact.data, renewal_id=renewal_id, fmc=artifact.fmc)
+        out.append(f"  {artifact.fmc}: CA has {record.ca_days_left} days left")
+        for peer in record.peers:
+            routes = ", then ".join(peer.routes) or "no SSH route"
+            out.append(f"    {peer.name}: {peer.action.value} ({routes})")
+    return "\n".join(out) + "\n"
+
+
 def _check_key_opens(db: Session, renewal_id: str, settings: Settings) -> None:
     """The configured artifact key must open the renewal's sealed keys (a retry pushes them)."""
     sealed = next((a for a in store.artifacts_of(session=db, renewal_id=renewal_id) if a.secret), None)
@@ -366,7 +399,7 @@ def _push_history(db: Session, renewal_id: str) -> list[flow.PushHistory]:
 
 
 def _history(args: argparse.Namespace, settings: Settings) -> int:
-    engine = _engine(settings)
+    engine = engine_of(settings)
     with store.open_session(engine) as db:
         rows = store.history(session=db, pair=args.pair, limit=args.limit)
     for row in rows:

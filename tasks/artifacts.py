@@ -130,14 +130,21 @@ def save_plan(db: Session, renewal_id: str, facts: ValidateOutcome, *, now: date
     )
 
 
-def refused_at_plan(ctx: Context, renewal_id: str, fmc: str) -> dict[str, RouteProbe]:
-    """The logins the peers refused when the gate at enqueue planned this FMC: validate does not try them
-    again (each refused login counts towards the device's lockout). Empty when there is no plan record."""
+def plan_record(ctx: Context, renewal_id: str, fmc: str) -> ValidateRecord | None:
+    """The plan the gate at enqueue made for the FMC (None: none kept, a renewal from before the gate)."""
     try:
         raw = data(ctx, renewal_id, fmc, kind="plan", path=PLAN_PATH)
     except LookupError:
+        return None
+    return read_validate_record(raw, renewal_id=renewal_id, fmc=fmc)
+
+
+def refused_at_plan(ctx: Context, renewal_id: str, fmc: str) -> dict[str, RouteProbe]:
+    """The logins the peers refused when the gate at enqueue planned this FMC: validate does not try them
+    again (each refused login counts towards the device's lockout). Empty when there is no plan record."""
+    planned = plan_record(ctx, renewal_id, fmc)
+    if planned is None:
         return {}
-    planned = read_validate_record(raw, renewal_id=renewal_id, fmc=fmc)
     return {
         p.name: RouteProbe(
             Route.parse(p.refusal.route),
@@ -148,6 +155,12 @@ def refused_at_plan(ctx: Context, renewal_id: str, fmc: str) -> dict[str, RouteP
         for p in planned.peers
         if p.refusal is not None
     }
+
+
+def awaiting_approval(ctx: Context, renewal_id: str) -> bool:
+    """Held at enqueue and not approved yet: no regeneration may start."""
+    with ctx.db() as db:
+        return store.awaiting_approval(session=db, renewal_id=renewal_id)
 
 
 def accepted_stranded(ctx: Context, renewal_id: str) -> frozenset[str]:

@@ -103,8 +103,8 @@ def _done(steps: Sequence[StepRun]) -> frozenset[flow.ControlStep]:
 
 def records(db: Session, renewal_id: str, *, progress: bool = False) -> tuple[flow.FmcRecord, ...]:
     """The renewal's FMCs as the flow reads them, primary first. With `progress`, the running FMC also
-    carries its succeeded control steps and the unsettled devices of its newest round (what `resume` needs;
-    `after_fmc` needs only the states)."""
+    carries its succeeded control steps, the unsettled devices of its newest round and whether the renewal
+    waits for approval (what `resume` needs; `after_fmc` needs only the states)."""
     found = []
     for row in store.fmcs_of(session=db, renewal_id=renewal_id):
         state = _fmc_state(row)
@@ -115,7 +115,8 @@ def records(db: Session, renewal_id: str, *, progress: bool = False) -> tuple[fl
                 if row.push_round
                 else []
             )
-            found.append(flow.FmcRecord(row.fmc, state, row.push_round, _done(steps), tuple(unsettled)))
+            held = store.awaiting_approval(session=db, renewal_id=renewal_id)
+            found.append(flow.FmcRecord(row.fmc, state, row.push_round, _done(steps), tuple(unsettled), held))
         else:
             found.append(flow.FmcRecord(row.fmc, state, row.push_round))
     return tuple(found)
@@ -153,6 +154,8 @@ def send(ctx: Context, renewal_id: str, pair: FmcPair, decided: flow.Resume | No
             pushes(renewal_id, pair, fmc, devices, round_).apply_async()
         case flow.SendVerify(fmc=fmc, round=round_):
             verify_step(renewal_id, fmc, round_).apply_async()
+        case flow.AwaitApproval():
+            pass  # `sftrenew approve` sends the regeneration
 
 
 def resend(ctx: Context, renewal_id: str, pair: FmcPair) -> flow.Resume:

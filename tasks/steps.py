@@ -75,6 +75,7 @@ def validate_task(self: Task, renewal_id: str, fmc: str) -> Result:
     return {
         "renewal": renewal_id,
         "fmc": fmc,
+        "awaiting_approval": artifacts.awaiting_approval(context(), renewal_id),
         "ca_days_left": facts.ca_days_left,
         "stranded": list(plan.stranded),
         "peers": {p.name: p.action.name for p in plan.peers},
@@ -86,6 +87,9 @@ def regenerate_task(self: Task, renewal_id: str, fmc: str) -> Result:
     """The claim is taken before the FMC's CA is read; the intent to run generate_certs.pl is recorded after
     the FMC was found on the backed-up CA and before the script runs (`pipeline.steps.regenerate`)."""
     token = str(self.request.id)
+    if artifacts.awaiting_approval(context(), renewal_id):
+        # Held for approval: the chain stops here (nothing recorded); `sftrenew approve` sends this step.
+        raise Ignore()
     with control_run(self, renewal_id, fmc, "regenerate") as run:
         if not artifacts.claim(run.ctx, renewal_id, fmc, token=token):
             raise Ignore()  # another live task holds the claim; it carries the chain on (recorded ignored)

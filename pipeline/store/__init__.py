@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pipeline.store.artifacts import add_artifact, add_device_file, artifact_data, artifacts_of
 from pipeline.store.crypto import new_artifact_key
-from pipeline.store.events import add_event, events_of
+from pipeline.store.events import add_event, awaiting_approval, events_of
 from pipeline.store.fmcs import (
     begin_fmc,
     claim_regeneration,
@@ -87,6 +87,7 @@ __all__ = [
     "add_event",
     "artifact_data",
     "artifacts_of",
+    "awaiting_approval",
     "begin_fmc",
     "claim_regeneration",
     "claim_verify",

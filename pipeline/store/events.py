@@ -50,3 +50,9 @@ def events_of(*, session: Session, renewal_id: str, action: EventAction | None =
     if action is not None:
         query = query.where(col(RenewalEvent.action) == action)
     return list(session.exec(query.order_by(col(RenewalEvent.id))).all())
+
+
+def awaiting_approval(*, session: Session, renewal_id: str) -> bool:
+    """The renewal was held for approval at enqueue and nobody approved it yet: no CA may be regenerated."""
+    actions = {e.action for e in events_of(session=session, renewal_id=renewal_id)}
+    return "hold" in actions and "approve" not in actions

@@ -309,7 +309,9 @@ class PeerHeld(StoreBase, table=True):
 
 
 #: What a renewal event records (`RenewalEvent.action`).
-EventAction = Literal["enqueue", "accept-stranded", "force", "retry", "reconcile-skipped"]
+EventAction = Literal[
+    "enqueue", "accept-stranded", "force", "hold", "approve", "abandon", "retry", "reconcile-skipped"
+]
 
 
 class RenewalEvent(StoreBase, table=True):

@@ -120,6 +120,9 @@ def test_demo_renews_the_lab_pair_watched_in_flower(tmp_path: Path) -> None:
     wait_until(lambda: _flower_answers(url, password), timeout=120, what="Flower answering during the demo")
     out, _ = demo.communicate(timeout=600)
     assert demo.returncode == 0, out
+    # Both gates: the FTD with no route accepted by name, the renewal held, then approved as demo.
+    assert "the demo accepts losing it: --accept-stranded ftd-004" in out, out
+    assert "demo: the renewal awaits approval" in out and "approved by demo" in out, out
     assert re.search(r"Renewal \S+: partial", out)
     assert "fmc-primary: 4/5 peers verified" in out and "FAILED ftd-004: DeviceUnreachableError" in out
     assert "via jump-1: ftd-003" in out and "sftrenew retry" in out
