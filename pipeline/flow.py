@@ -80,6 +80,8 @@ class FmcRecord:
     unsettled: tuple[str, ...] = ()
     #: The renewal waits for a person's approval before any regeneration (`sftrenew enqueue --hold`).
     held: bool = False
+    #: Someone paused the renewal (`sftrenew pause`): no push starts and verify waits until `sftrenew resume`.
+    paused: bool = False
 
 
 # ------------------------------------------------------------------ after an FMC: the next one, or the end
@@ -196,7 +198,16 @@ class AwaitApproval:
     kind: ClassVar[str] = "nothing (awaiting approval)"
 
 
-Resume: TypeAlias = SendControl | SendPushes | SendVerify | Advance | AwaitApproval
+@dataclass(frozen=True)
+class AwaitResume:
+    """The FMC's next piece is a push or its verify and the renewal is paused: nothing is sent until
+    `sftrenew resume` (which sends it)."""
+
+    fmc: str
+    kind: ClassVar[str] = "nothing (paused)"
+
+
+Resume: TypeAlias = SendControl | SendPushes | SendVerify | Advance | AwaitApproval | AwaitResume
 
 
 def resume(fmcs: Sequence[FmcRecord]) -> Resume:
@@ -204,7 +215,7 @@ def resume(fmcs: Sequence[FmcRecord]) -> Resume:
     step not yet succeeded (a step that died mid-way runs again: backup and validate are harmless twice, the
     regeneration is claimed once), else the pushes of its round that have not settled, else its verify (a
     verify claimed but lost runs again: it only reads). No running FMC: advance. A renewal held for approval
-    waits before its regeneration."""
+    waits before its regeneration; a paused one before its pushes and verify."""
     running = next((f for f in fmcs if f.state == "running"), None)
     if running is None:
         return Advance()
@@ -213,6 +224,8 @@ def resume(fmcs: Sequence[FmcRecord]) -> Resume:
             if step == "regenerate" and running.held:
                 return AwaitApproval(running.name)
             return SendControl(running.name, step)
+    if running.paused:
+        return AwaitResume(running.name)
     if running.unsettled:
         return SendPushes(running.name, running.unsettled, running.push_round)
     return SendVerify(running.name, running.push_round)

@@ -1,9 +1,10 @@
-"""The operator's hand on a running renewal: approve a held one, abandon one.
+"""The operator's hand on a running renewal: approve a held one, pause and resume one, abandon one.
 
 A renewal held at enqueue (`--hold`, or `SFTRENEW_REQUIRE_APPROVAL=true`) runs its backup and validate, then
 waits before the first regeneration, the point of no return. `approve` plans again (read-only) and refuses
 when the plan changed since enqueue (a device newly stranded, a route changed), showing the difference;
-otherwise it records who approved which plan and sends the regeneration. `abandon` ends a renewal and frees
+otherwise it records who approved which plan and sends the regeneration. `pause` lets the pushes running
+finish and starts no new one (verify waits); `resume` sends what waits. `abandon` ends a renewal and frees
 its pair: before any regeneration, cleanly; after one, only with `--force`, and it lists every device that is
 not verified on the new CA.
 """
@@ -40,6 +41,17 @@ def add_commands(sub: Sub) -> None:
     approve.add_argument("renewal", help="renewal id")
     approve.add_argument("--by", help="who approves (default: the login name)")
     approve.set_defaults(run=_approve)
+
+    pause = sub.add_parser("pause", help="no new device push starts (running ones finish); verify waits")
+    pause.add_argument("renewal", help="renewal id")
+    pause.add_argument("--reason", help="why (recorded)")
+    pause.add_argument("--by", help="who pauses (default: the login name)")
+    pause.set_defaults(run=_pause)
+
+    resume = sub.add_parser("resume", help="let a paused renewal go on")
+    resume.add_argument("renewal", help="renewal id")
+    resume.add_argument("--by", help="who resumes (default: the login name)")
+    resume.set_defaults(run=_resume)
 
     abandon = sub.add_parser("abandon", help="end a renewal and free its pair")
     abandon.add_argument("renewal", help="renewal id")
@@ -101,17 +113,63 @@ def _approve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _active(db: Session, renewal_id: str) -> store.Renewal:
+    row = store.renewal(session=db, renewal_id=renewal_id)
+    if row is None:
+        raise ConfigError(f"no renewal {renewal_id}; `sftrenew history` lists them")
+    if not flow.takes_step(row.state):
+        raise ConfigError(f"renewal {row.id} ended already ({row.state})")
+    return row
+
+
+def _pause(args: argparse.Namespace, settings: Settings) -> int:
+    engine = engine_of(settings)
+    with store.open_session(engine) as db:
+        row = _active(db, args.renewal)
+        if store.paused(session=db, renewal_id=row.id):
+            print(f"renewal {row.id} is paused already")
+            return 0
+        store.add_event(
+            session=db,
+            renewal_id=row.id,
+            action="pause",
+            now=Context.now(),
+            who=args.by or getpass.getuser(),
+            detail=args.reason,
+        )
+    print(
+        f"renewal {row.id} paused: pushes running now finish and are recorded, no new one starts, verify "
+        f"waits; `sftrenew resume {row.id}` goes on"
+    )
+    return 0
+
+
+def _resume(args: argparse.Namespace, settings: Settings) -> int:
+    inventory = inventory_of(settings)
+    engine = engine_of(settings)
+    celery_app(settings)
+    check_broker(settings)
+    ctx = Context(settings)
+    with store.open_session(engine) as db:
+        row = _active(db, args.renewal)
+        if not store.paused(session=db, renewal_id=row.id):
+            raise ConfigError(f"renewal {row.id} is not paused")
+        pair = inventory.pair(row.pair)
+        store.add_event(
+            session=db, renewal_id=row.id, action="resume", now=ctx.now(), who=args.by or getpass.getuser()
+        )
+    sent = resend(ctx, row.id, pair)
+    print(f"renewal {row.id} resumed: sent {sent.kind}")
+    return 0
+
+
 def _abandon(args: argparse.Namespace, settings: Settings) -> int:
     if not args.reason.strip():
         raise ConfigError("--reason TEXT: say why the renewal is abandoned (it is recorded)")
     engine = engine_of(settings)
     now = Context.now()
     with store.open_session(engine) as db:
-        row = store.renewal(session=db, renewal_id=args.renewal)
-        if row is None:
-            raise ConfigError(f"no renewal {args.renewal}; `sftrenew history` lists them")
-        if not flow.takes_step(row.state):
-            raise ConfigError(f"renewal {row.id} ended already ({row.state})")
+        row = _active(db, args.renewal)
         fmcs = store.fmcs_of(session=db, renewal_id=row.id)
         changed = [f.fmc for f in fmcs if f.regen_intent_at_utc is not None or f.ca_after_sha256 is not None]
         if changed and not args.force:

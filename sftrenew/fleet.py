@@ -49,7 +49,7 @@ def _plan(args: argparse.Namespace, settings: Settings) -> int:
     planned = plan_pair(factory, inventory.pair(args.pair), settings)
     print("\n".join(planned.lines()))
     stranded = bool(planned.plan.stranded)
-    refused = any(f.refused for f in planned.plan.fmcs)
+    refused = any(f.refused for f in planned.plan.fmcs) or bool(planned.jump_refusals())
     if stranded:
         print("some devices would be stranded: give them a route (or a live tunnel) before renewing")
     if refused:

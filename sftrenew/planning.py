@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pipeline.devices.factory import SessionFactory
+from pipeline.errors import REFUSAL_KINDS
 from pipeline.inventory import FmcPair
 from pipeline.plan import RenewalPlan, plan_renewal
 from pipeline.settings import Settings
@@ -31,11 +32,31 @@ class PairPlan:
                 f"{fmc.role} {fmc.name}: CA {facts.ca_sha256[:16]}… has {facts.ca_days_left} days left"
             )
             out.extend(f"  {peer.describe()}" for peer in fmc_plan.peers)
+            out.extend(
+                f"  jump server {jump} refused the login ({kind}): fix its credential or host key"
+                for jump, kind in sorted(jump_refusals(facts).items())
+            )
         return out
+
+    def jump_refusals(self) -> dict[str, str]:
+        """Every jump server that refused a login while planning, with the refusal's kind."""
+        return {jump: kind for facts in self.facts for jump, kind in jump_refusals(facts).items()}
+
+
+def jump_refusals(facts: ValidateOutcome) -> dict[str, str]:
+    """The jump servers that refused validate's login (theirs, not a device's), with the refusal's kind."""
+    return {
+        probe.route.jump: probe.error_kind
+        for peer in facts.peers
+        for probe in peer.probes
+        if probe.route.jump and probe.error_kind in REFUSAL_KINDS and probe.detail is None
+    }
 
 
 def plan_pair(factory: SessionFactory, pair: FmcPair, settings: Settings) -> PairPlan:
-    """Validate each FMC of the pair (read-only) and plan from what was found."""
+    """Validate each FMC of the pair (read-only) and plan from what was found. A jump server that refused a
+    login is not logged in to again while planning (`SessionFactory.guarded`)."""
+    factory = factory.guarded()
     found: list[ValidateOutcome] = []
     for fmc in pair.fmcs:
         session = factory.open(fmc.name, factory.routes_for(fmc.name)[0])

@@ -283,9 +283,12 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
             events = store.events_of(session=db, renewal_id=row.id)
             held = flow.takes_step(row.state) and store.awaiting_approval(session=db, renewal_id=row.id)
             plans = store.artifacts_of(session=db, renewal_id=row.id, kind="plan") if held else []
+            paused = flow.takes_step(row.state) and store.paused(session=db, renewal_id=row.id)
         text = report.render(row, fmcs, steps, events)
         if held:
             text += _awaiting_text(row.id, plans)
+        if paused:
+            text += f"\nPAUSED: no push starts and verify waits until `sftrenew resume {row.id}`\n"
         if args.watch:
             done, total = report.progress(fmcs, steps)
             print("\x1b[2J\x1b[H" + report.progress_bar(done, total) + "\n" + text, end="", flush=True)

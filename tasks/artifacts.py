@@ -163,6 +163,12 @@ def awaiting_approval(ctx: Context, renewal_id: str) -> bool:
         return store.awaiting_approval(session=db, renewal_id=renewal_id)
 
 
+def paused(ctx: Context, renewal_id: str) -> bool:
+    """Paused by someone (`sftrenew pause`) and not resumed: no push starts, verify waits."""
+    with ctx.db() as db:
+        return store.paused(session=db, renewal_id=renewal_id)
+
+
 def accepted_stranded(ctx: Context, renewal_id: str) -> frozenset[str]:
     """The devices someone accepted losing when the renewal was enqueued (`--accept-stranded`)."""
     with ctx.db() as db:

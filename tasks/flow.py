@@ -104,7 +104,7 @@ def _done(steps: Sequence[StepRun]) -> frozenset[flow.ControlStep]:
 def records(db: Session, renewal_id: str, *, progress: bool = False) -> tuple[flow.FmcRecord, ...]:
     """The renewal's FMCs as the flow reads them, primary first. With `progress`, the running FMC also
     carries its succeeded control steps, the unsettled devices of its newest round and whether the renewal
-    waits for approval (what `resume` needs; `after_fmc` needs only the states)."""
+    waits for approval or is paused (what `resume` needs; `after_fmc` needs only the states)."""
     found = []
     for row in store.fmcs_of(session=db, renewal_id=renewal_id):
         state = _fmc_state(row)
@@ -116,7 +116,10 @@ def records(db: Session, renewal_id: str, *, progress: bool = False) -> tuple[fl
                 else []
             )
             held = store.awaiting_approval(session=db, renewal_id=renewal_id)
-            found.append(flow.FmcRecord(row.fmc, state, row.push_round, _done(steps), tuple(unsettled), held))
+            paused = store.paused(session=db, renewal_id=renewal_id)
+            found.append(
+                flow.FmcRecord(row.fmc, state, row.push_round, _done(steps), tuple(unsettled), held, paused)
+            )
         else:
             found.append(flow.FmcRecord(row.fmc, state, row.push_round))
     return tuple(found)
@@ -154,8 +157,8 @@ def send(ctx: Context, renewal_id: str, pair: FmcPair, decided: flow.Resume | No
             pushes(renewal_id, pair, fmc, devices, round_).apply_async()
         case flow.SendVerify(fmc=fmc, round=round_):
             verify_step(renewal_id, fmc, round_).apply_async()
-        case flow.AwaitApproval():
-            pass  # `sftrenew approve` sends the regeneration
+        case flow.AwaitApproval() | flow.AwaitResume():
+            pass  # `sftrenew approve` sends the regeneration, `sftrenew resume` the pushes or the verify
 
 
 def resend(ctx: Context, renewal_id: str, pair: FmcPair) -> flow.Resume:

@@ -58,7 +58,7 @@ def validate_task(self: Task, renewal_id: str, fmc: str) -> Result:
         with run.fmc_session() as session:
             facts = validate(
                 session,
-                run.factory,
+                run.factory.guarded(),  # a jump server that refused a login is not asked again by this step
                 peers,
                 now_utc=run.ctx.now(),
                 workers=run.ctx.settings.step_sessions,
@@ -130,8 +130,11 @@ def push_task(
 
     The push decides from the device's files and the recorded write and restart, so an attempt that died
     between the two is finished by the next one with a restart. A push refused before any write fails in
-    Flower with "refused before any write: ..." and is recorded as refused."""
+    Flower with "refused before any write: ..." and is recorded as refused. While the renewal is paused, a
+    push does not start (nothing recorded); `sftrenew resume` sends it again."""
     ctx, slot = context(), pushing.Slot(renewal_id, fmc, device, round_)
+    if artifacts.paused(ctx, renewal_id):  # nothing recorded: `sftrenew resume` sends the push again
+        return {"renewal": renewal_id, "fmc": fmc, "device": device, "state": "paused: not started"}
     attempt = pushing.begin(ctx, slot, self.request.retries + 1, task_id=self.request.id, who=who)
     if attempt is None:
         return {"renewal": renewal_id, "fmc": fmc, "device": device, "state": "already settled or ended"}
@@ -156,6 +159,8 @@ def push_task(
 
 @shared_task(bind=True, base=StepTask, name="sftrenew.verify", max_retries=flow.CONTROL_RETRIES)
 def verify_task(self: Task, renewal_id: str, fmc: str, round_: int) -> Result:
+    if artifacts.paused(context(), renewal_id):  # nothing recorded: `sftrenew resume` sends it again
+        return {"renewal": renewal_id, "fmc": fmc, "round": round_, "state": "paused: not started"}
     with control_run(self, renewal_id, fmc, "verify") as run:
         expected, fmc_uuid = artifacts.expected_peers(run.ctx, renewal_id, fmc)
         ca_pem = artifacts.data(run.ctx, renewal_id, fmc, kind="new_ca", path=CA_CERT)
@@ -163,7 +168,7 @@ def verify_task(self: Task, renewal_id: str, fmc: str, round_: int) -> Result:
         with run.fmc_session() as session:
             outcome = verify(
                 session,
-                run.factory,
+                run.factory.guarded(),  # as validate's
                 expected,
                 fmc_uuid=fmc_uuid,
                 ca_pem=ca_pem,

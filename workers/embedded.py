@@ -26,6 +26,9 @@ def free_port() -> int:
 class EmbeddedRedis:
     """redis-server on 127.0.0.1:<port> (a free one), startable again on the same port."""
 
+    #: redis-server's persistence options: none (no RDB snapshot, no append-only file).
+    persistence: tuple[str, ...] = ("--save", "", "--appendonly", "no")
+
     def __init__(self, directory: Path, port: int | None = None) -> None:
         self.directory = directory
         self.port = port or free_port()
@@ -45,10 +48,7 @@ class EmbeddedRedis:
                 str(self.port),
                 "--bind",
                 "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
+                *self.persistence,
                 "--protected-mode",
                 "yes",
                 "--dir",

@@ -148,22 +148,29 @@ def _connection(
 
 @dataclass(frozen=True)
 class _Where:
-    """What a connection error is about: the device and route it is reported under, and which hop failed."""
+    """What a connection error is about: the device and route it is reported under, and which hop failed.
+
+    A login refused by the jump server itself (its host key, its credential) is the jump server's refusal, not
+    the device's: it is reported under the jump server's name (`refused_by`), so that callers can tell it from
+    the device's own (validate does not take it for the device's; each refusal counts towards the lockout of
+    the host that refused)."""
 
     device: str
     route: str
     hop: Login
     known_hosts: Path
     via: str = ""
+    refused_by: str | None = None
 
     def error(self, exc: BaseException) -> DeviceError:
         """The DeviceError an exception from connecting means (precise mapping; see the module docstring)."""
+        refused_by = self.refused_by or self.device
         if isinstance(exc, paramiko.BadHostKeyException | _UnknownHostKeyError):
             changed = isinstance(exc, paramiko.BadHostKeyException)
-            return HostKeyRejectedError(self.device, self.route, str(self.known_hosts), changed=changed)
+            return HostKeyRejectedError(refused_by, self.route, str(self.known_hosts), changed=changed)
         if isinstance(exc, paramiko.AuthenticationException):
             user = self.hop.username if not self.via else f"{self.hop.username}@{self.hop.name}"
-            return AuthenticationFailedError(self.device, self.route, user)
+            return AuthenticationFailedError(refused_by, self.route, user)
         return DeviceUnreachableError(self.device, self.route, self.via + _reason(exc, self.hop))
 
 
@@ -269,7 +276,8 @@ class FabricSession(RootShell):
         device = replace(self._login, host=self._conn.host, port=self._conn.port)
         if jump is not None and self._gateway is not None:
             hop = replace(jump, host=self._gateway.host, port=self._gateway.port)
-            with _mapped(_Where(self.device, route, hop, known_hosts, f"jump server {jump.name}: ")):
+            where = _Where(self.device, route, hop, known_hosts, f"jump server {jump.name}: ", jump.name)
+            with _mapped(where):
                 self._gateway.open()
             with _mapped(_Where(self.device, route, device, known_hosts, f"through {jump.name}: ")):
                 self._conn.open()

@@ -5,10 +5,13 @@ pipeline against, and a tool of last resort for an operator. Every step's outcom
 it happens, so a caller can print or record it.
 
 It is the second runner of `pipeline.flow`'s decisions (the Celery tasks are the first): which FMC comes next
-(`after_fmc`, over FMC records kept in memory), what a verify makes of its FMC (`after_verify`), and every
+(`after_fmc`, over FMC records kept in memory), what a verify makes of its FMC (`after_verify`), every
 push attempt with its route and backoff (`push_with_routes` over `next_attempt`, with the one `RetryPolicy`
-the settings ask for). Nothing is recorded in a database here, so there is nothing to resume: a step that
-raises fails its FMC, the flow stops, and the error is raised to the caller.
+the settings ask for), and which devices the push and verify must not log in to (`login_refused`: one that
+refused validate's login, and for verify one whose push was refused; this run has one round, so nothing
+logs in to them again). Nor does any step log in through a jump server that refused a login in this run
+(`SessionFactory.guarded`). Nothing is recorded in a database here, so there is nothing to resume: a step
+that raises fails its FMC, the flow stops, and the error is raised to the caller.
 """
 
 from __future__ import annotations
@@ -19,14 +22,14 @@ from datetime import UTC, datetime
 
 from pipeline.devices.factory import SessionFactory
 from pipeline.errors import SftrenewError
-from pipeline.flow import Finish, FmcRecord, Start, Stop, after_fmc, after_verify
+from pipeline.flow import Finish, FmcRecord, Refused, Start, Stop, after_fmc, after_verify, login_refused
 from pipeline.inventory import Fmc, FmcPair, Ftd
 from pipeline.plan import FmcPlan, plan_fmc
 from pipeline.settings import Settings
 from pipeline.steps.backup import BackupOutcome, backup
 from pipeline.steps.push import FactsInMemory, PushAction, PushOutcome, RetryPolicy, push_with_routes
 from pipeline.steps.regenerate import RegenOutcome, regenerate
-from pipeline.steps.validate import ValidateOutcome, peers_of, validate
+from pipeline.steps.validate import PeerFacts, ValidateOutcome, peers_of, validate
 from pipeline.steps.verify import Expected, PollPolicy, Recorded, VerifyOutcome, verify
 
 Report = Callable[[str, object], None]
@@ -64,7 +67,7 @@ def run_fmc(
     finally:
         session.close()
     pushes = tuple(_push(factory, facts, regen, peer, settings, report, stamp) for peer in peers)
-    expected = [_expected(p, facts, regen, pushed) for p, pushed in zip(peers, pushes, strict=True)]
+    expected = [_expected(facts.peer(p.name), regen, pushed) for p, pushed in zip(peers, pushes, strict=True)]
     session = factory.open(fmc.name, factory.routes_for(fmc.name)[0])
     try:
         checked = verify(
@@ -82,13 +85,28 @@ def run_fmc(
     return FmcRun(saved, facts, plan, regen, pushes, checked)
 
 
-def _expected(peer: Fmc | Ftd, facts: ValidateOutcome, regen: RegenOutcome, pushed: PushOutcome) -> Expected:
-    """The peer as verify expects it, with what its push found it holding when the push succeeded."""
-    uuid = facts.peer(peer.name).uuid
+def _at_validate(peer: PeerFacts) -> str | None:
+    """The kind of the login the peer refused at validate, if it refused one."""
+    return peer.refusal.error_kind if peer.refusal is not None else None
+
+
+def _expected(peer: PeerFacts, regen: RegenOutcome, pushed: PushOutcome) -> Expected:
+    """The peer as verify expects it: why it must not log in to it (`login_refused`), and what its push found
+    it holding when the push succeeded."""
+    push_refused = pushed.error_kind if pushed.action is PushAction.REFUSED else None
+    decided = login_refused("verify", 1, at_validate=_at_validate(peer), push_this_round=push_refused)
     recorded = None
-    if pushed.ok and pushed.held is not None and uuid is not None:
-        recorded = Recorded(pushed.held, regen.peer(uuid).cert_pem, str(pushed.route))
-    return Expected(peer.name, peer.host, uuid, recorded=recorded)
+    if pushed.ok and pushed.held is not None and peer.uuid is not None:
+        recorded = Recorded(pushed.held, regen.peer(peer.uuid).cert_pem, str(pushed.route))
+    return Expected(peer.name, peer.host, peer.uuid, _not_logged_in(decided, peer), recorded)
+
+
+def _not_logged_in(decided: Refused | None, peer: PeerFacts) -> str | None:
+    if decided is None:
+        return None
+    if peer.refusal is not None:  # its push was not logged in either, for this refusal
+        return f"not logged in: {peer.refusal.detail} (refused at validate)"
+    return f"not logged in: its push was refused ({decided.kind})"
 
 
 def _push(
@@ -100,8 +118,20 @@ def _push(
     report: Report,
     stamp: datetime,
 ) -> PushOutcome:
-    uuid = facts.peer(peer.name).uuid
-    if uuid is None:
+    peer_facts = facts.peer(peer.name)
+    uuid = peer_facts.uuid
+    refusal = peer_facts.refusal
+    if refusal is not None and login_refused("push", 1, at_validate=_at_validate(peer_facts)) is not None:
+        outcome = PushOutcome(
+            peer.name,
+            PushAction.REFUSED,
+            refusal.route,
+            0,
+            ok=False,
+            error_kind=refusal.error_kind,
+            message=f"refused at validate, so not logged in to again: {refusal.detail}",
+        )
+    elif uuid is None:
         outcome = PushOutcome(
             peer.name,
             PushAction.WRITE,
@@ -132,6 +162,8 @@ def run_pair(
     """The FMCs in the order `pipeline.flow.after_fmc` starts them: primary, then secondary (device-facts 8:
     the InternalCA of each node is different). An FMC whose step raised stops the renewal: the error is
     raised once the flow said so."""
+    # One renewal: a jump server that refused a login is not logged in to again by any step of it.
+    factory = factory.guarded()
     records = {fmc.name: FmcRecord(fmc.name, "pending") for fmc in pair.fmcs}
     entries = {fmc.name: fmc for fmc in pair.fmcs}
     runs: list[FmcRun] = []

@@ -56,3 +56,12 @@ def awaiting_approval(*, session: Session, renewal_id: str) -> bool:
     """The renewal was held for approval at enqueue and nobody approved it yet: no CA may be regenerated."""
     actions = {e.action for e in events_of(session=session, renewal_id=renewal_id)}
     return "hold" in actions and "approve" not in actions
+
+
+def paused(*, session: Session, renewal_id: str) -> bool:
+    """Someone paused the renewal and nobody resumed it since: no new push starts, verify waits."""
+    switches = [e.action for e in events_of(session=session, renewal_id=renewal_id) if e.action in _PAUSING]
+    return bool(switches) and switches[-1] == "pause"
+
+
+_PAUSING = ("pause", "resume")

@@ -310,7 +310,16 @@ class PeerHeld(StoreBase, table=True):
 
 #: What a renewal event records (`RenewalEvent.action`).
 EventAction = Literal[
-    "enqueue", "accept-stranded", "force", "hold", "approve", "abandon", "retry", "reconcile-skipped"
+    "enqueue",
+    "accept-stranded",
+    "force",
+    "hold",
+    "approve",
+    "pause",
+    "resume",
+    "abandon",
+    "retry",
+    "reconcile-skipped",
 ]
 
 

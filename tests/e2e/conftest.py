@@ -27,7 +27,7 @@ from pipeline import store
 from pipeline.settings import Settings
 from pipeline.store import make_engine, migrate
 from tests.e2e.renewal_env import RenewalEnv
-from tests.e2e.services import RedisServer
+from tests.e2e.services import AppendOnlyRedis, RedisServer
 from tests.lab.fixtures import MakeLab
 
 POSTGRES_URL = os.environ.get(
@@ -169,8 +169,11 @@ MakeEnv = Callable[..., RenewalEnv]
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
+def redis_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisServer]:
+    """A private Redis with no persistence; `"append-only"` by indirect parametrization keeps an append-only
+    file that a restart carries on from."""
+    kind = getattr(request, "param", "empty")
+    server = AppendOnlyRedis(tmp_path / "redis") if kind == "append-only" else RedisServer(tmp_path / "redis")
     server.start()
     yield server
     server.stop()

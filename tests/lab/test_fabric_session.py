@@ -211,8 +211,9 @@ def test_unknown_jump_server_is_refused(mixed: RunningLab, tmp_path: Path) -> No
     known_hosts.write_text(
         f"[{target.host}]:{target.port} {' '.join(_lab_key_line(mixed, target.host, target.port))}\n"
     )
-    with pytest.raises(HostKeyRejectedError, match="known_hosts"):
+    with pytest.raises(HostKeyRejectedError, match="known_hosts") as caught:
         factory(mixed, known_hosts=known_hosts).open("ftd-003", JUMP)
+    assert caught.value.device == "jump-1"  # the jump server's refusal, not ftd-003's
 
 
 # ---------------------------------------------------------------- routes
