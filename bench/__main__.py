@@ -6,7 +6,9 @@ import sys
 
 def main() -> int:
     if len(sys.argv) < 2:
-        print("usage: python -m bench lab_startup [--ftds 50 300] [--cold]", file=sys.stderr)
+        print(
+            "usage: python -m bench NAME [args] (lab_startup, renewal; NAME --help for each)", file=sys.stderr
+        )
         return 2
     module = importlib.import_module(f"bench.{sys.argv[1]}")
     result: int = module.main(sys.argv[2:])

@@ -163,11 +163,17 @@ class KeyFacts:
     pem_format: str
 
     @classmethod
-    def from_pem(cls, data: bytes) -> KeyFacts:
-        """Facts of one unencrypted PKCS#1 (`BEGIN RSA PRIVATE KEY`) or PKCS#8 (`BEGIN PRIVATE KEY`) key."""
+    def from_pem(cls, data: bytes, *, checked: bool = True) -> KeyFacts:
+        """Facts of one unencrypted PKCS#1 (`BEGIN RSA PRIVATE KEY`) or PKCS#8 (`BEGIN PRIVATE KEY`) key.
+
+        `checked=False` skips OpenSSL's consistency check of an RSA key's private parts (some 40 ms of CPU
+        each): only for a key already checked once, e.g. the material the regeneration checked and stored,
+        whose public half is all a push compares."""
         pem_format = _key_pem_format(data)
         try:
-            public = serialization.load_pem_private_key(data, password=None).public_key()
+            public = serialization.load_pem_private_key(
+                data, password=None, unsafe_skip_rsa_key_validation=not checked
+            ).public_key()
         except (ValueError, TypeError, UnsupportedAlgorithm):
             raise CertificateError(f"expected {_KEY_EXPECTED}; the key could not be read") from None
         return cls(

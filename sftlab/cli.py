@@ -1,4 +1,9 @@
-"""`sftrenew lab serve`: run a simulated fleet in the foreground until SIGINT or SIGTERM."""
+"""`sftrenew lab serve`: run a simulated fleet in the foreground until SIGINT or SIGTERM.
+
+SIGUSR1 writes what clients did to each device over SSH (logins, sessions, round trips: `Fleet.usage`) to
+`usage.json` in the lab's folder, atomically; the lab writes it once more when it stops. A reader in another
+process (a benchmark) removes the file, sends the signal and waits for the file to appear.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,9 @@ from pathlib import Path
 
 from sftlab.fleet.compose import start_fleet
 from sftlab.fleet.spec import LabSpec, LabSpecError, build_spec, load_spec
+
+#: Where SIGUSR1 (and the lab's stop) writes the per-device SSH usage, in the lab's folder.
+USAGE_FILE = "usage.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,13 +60,17 @@ async def serve(spec: LabSpec, directory: Path) -> None:
         loop.add_signal_handler(sig, stop.set)
     started = time.perf_counter()
     fleet = await start_fleet(spec, directory)
+    usage_file = directory.resolve() / USAGE_FILE
+    loop.add_signal_handler(signal.SIGUSR1, fleet.write_usage, usage_file)
     elapsed = time.perf_counter() - started
     print(f"lab ready: {fleet.inventory_path}", flush=True)
     logging.getLogger(__name__).info("lab of %d FTDs started in %.2f s", spec.ftds, elapsed)
     try:
         await stop.wait()
     finally:
+        loop.remove_signal_handler(signal.SIGUSR1)
         await fleet.stop()
+        fleet.write_usage(usage_file)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,7 +10,6 @@ need, each once, in order. Pure: no socket, no clock; the driver (`root_shell`) 
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Sequence
 
 from pipeline.devices.session import Answer, CommandResult
@@ -19,6 +18,8 @@ from pipeline.devices.shells import normalize
 #: Longest command a caller may run. Framing adds under 70 characters, and with a 1024-column terminal the
 #: typed line never wraps, whatever the prompt (the markers would survive a wrapped echo anyway).
 MAX_COMMAND = 400
+#: A quoted string: what a line of a long command may hold, as long as it closes every quote it opens.
+_QUOTED = re.compile(r"'[^']*'|\"(?:[^\"\\]|\\.)*\"")
 _BEGIN = "SFTRB"
 _END = "SFTRE"
 #: The unfinished forms of the escape sequences `shells.normalize` drops: a chunk may end inside one.
@@ -52,10 +53,9 @@ def frame_lines(lines: Sequence[str], nonce: str) -> str:
         frame(line, nonce)  # ValueError for a newline or a line too long
         if line.endswith("\\"):
             raise ValueError("a line of a long command must not end with a backslash; the framing adds it")
-        try:
-            shlex.split(line)
-        except ValueError:
-            raise ValueError("a line of a long command must close every quote it opens") from None
+        unquoted = _QUOTED.sub("", line)
+        if "'" in unquoted or '"' in unquoted:
+            raise ValueError("a line of a long command must close every quote it opens")
     body = " \\\n".join(lines)
     return f'echo {_BEGIN}""{nonce}; {body}; echo {_END}""{nonce}:$?.'
 

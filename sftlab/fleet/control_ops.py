@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 
 from sftlab.fleet.layout import DeviceTree
 from sftlab.fleet.running import Fleet
-from sftlab.tools import control, regen
+from sftlab.tools import client, regen
 from sftlab.tools.status_text import render_status
 
 
-async def handle(fleet: Fleet, request: control.Request) -> control.Reply:
+async def handle(fleet: Fleet, request: client.Request) -> client.Reply:
     """Serve one request of a device's tools (see `sftlab.tools.programs`)."""
     name = str(request["device"])
     op = request["op"]
@@ -43,7 +43,7 @@ async def handle(fleet: Fleet, request: control.Request) -> control.Reply:
     return {"stdout": "", "stderr": f"lab: unknown control op {op!r}\n", "code": 64}
 
 
-async def _pmtool_restart(fleet: Fleet, name: str) -> control.Reply:
+async def _pmtool_restart(fleet: Fleet, name: str) -> client.Reply:
     """`pmtool restartbyid sftunnel`. With `restart: drop_once`, the device's first one cuts every SSH
     connection to the device before anything restarts (the pmtool process dies with its session's bash, as
     it would with a network that fails between a push's write and its restart); later ones restart."""

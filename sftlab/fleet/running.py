@@ -3,10 +3,14 @@
 `compose.start_fleet` makes one. `Fleet.set_knobs` changes a device's behaviour while it runs (a route
 opened, a host key changed), which is how tests move a fleet from one situation to the next; `Fleet.stop`
 ends it, leaving nothing running. What the devices' tools ask of the fleet is served by `control_ops`.
+What clients did over SSH is counted per device (`sessions_opened`, `round_trips`, `usage`; see
+`sftlab.shell.usage`) and can be written to a JSON file (`write_usage`) for a reader in another process.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,11 +20,12 @@ from typing import Literal
 import asyncssh
 
 from sftlab.fleet.keys import KeyPool
-from sftlab.fleet.layout import DeviceTree
+from sftlab.fleet.layout import DeviceTree, write_file_atomic
 from sftlab.fleet.spec import JUMP, Knobs, ResolvedLab
 from sftlab.shell.jump import Address
 from sftlab.shell.routes import FrontDoor
 from sftlab.shell.session import Endpoint
+from sftlab.shell.usage import DeviceUsage
 from sftlab.tools import control
 from sftlab.tunnel.hub import SftunnelHub, TunnelDevice
 
@@ -139,6 +144,27 @@ class Fleet:
         """How many SSH password logins the device refused, by any route (a real FTD's AAA lockout counts
         these)."""
         return self.devices[name].endpoint.refused_logins
+
+    def sessions_opened(self, name: str) -> int:
+        """How many SSH sessions (interactive or exec) were opened on the device, by any route."""
+        return self.devices[name].endpoint.usage.sessions_opened
+
+    def round_trips(self, name: str) -> int:
+        """How many command round trips clients made on the device: each input sent after the device had
+        written output, and each exec request (`sftlab.shell.usage`)."""
+        return self.devices[name].endpoint.usage.round_trips
+
+    def usage(self) -> dict[str, DeviceUsage]:
+        """Per device, what was counted since the lab started (live objects: read them on the lab's loop)."""
+        return {name: device.endpoint.usage for name, device in self.devices.items()}
+
+    def write_usage(self, path: Path) -> None:
+        """Write `usage()` as JSON to `path`, atomically (a reader never sees half a file)."""
+        data = {
+            "written_at": time.time(),
+            "devices": {name: usage.as_json() for name, usage in self.usage().items()},
+        }
+        write_file_atomic(path, (json.dumps(data) + "\n").encode())
 
     async def stop(self) -> None:
         """Close every listener, session, shell and tunnel; nothing is left running."""

@@ -43,7 +43,9 @@ class DeviceServer(asyncssh.SSHServer):
     def validate_password(self, username: str, password: str) -> bool:
         ep = self._endpoint
         ok = username == ep.login_user and hmac.compare_digest(password.encode(), ep.password.encode())
-        if not ok:
+        if ok:
+            ep.usage.logins += 1
+        else:
             ep.refused_logins += 1
         return ok
 

@@ -1,9 +1,10 @@
 """A session on a simulated device: the SSH login's landing, CLISH and the expert/root ladder over real bash.
 
 `texts` decides what a line means and what a device prints; `bash` runs the real bash; `channel` is the
-client's end (line discipline, the drop knob, end of input and hang-up). A session carries lines from one to
-the other and applies the device's knobs (latency, sudo variants, where a login lands), which the fleet may
-change while the lab runs; `Endpoint` is what it knows of its device.
+client's end (line discipline, the drop and latency knobs, end of input and hang-up, round trips counted). A
+session carries lines from one to the other and applies the device's knobs (sudo variants, where a login
+lands), which the fleet may change while the lab runs; `Endpoint` is what it knows of its device, and where
+each session is counted (`usage`).
 
 The end of a session is a device's too, because what a bash writes on its way out (its history) depends on
 it: ``^D`` is end of input for the shell level that reads it; a closed channel or a lost connection is a
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +32,7 @@ from sftlab.shell.bash import BashShell, Exited, Output, Prompt
 from sftlab.shell.channel import ClientChannel, ConnectionDroppedError
 from sftlab.shell.pathmap import PathMap
 from sftlab.shell.tty import EndOfInput, Input, Interrupt, Line
+from sftlab.shell.usage import DeviceUsage, SessionUsage
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -59,6 +62,8 @@ class Endpoint:
     connections: set[asyncssh.SSHServerConnection] = field(default_factory=set)
     #: How many SSH password logins the device refused (a device with AAA lockout counts them too).
     refused_logins: int = 0
+    #: Logins accepted, sessions opened and their round trips, since the lab started.
+    usage: DeviceUsage = field(default_factory=DeviceUsage)
 
 
 class HungUpError(Exception):
@@ -71,7 +76,15 @@ class Session:
     def __init__(self, process: asyncssh.SSHServerProcess[bytes], endpoint: Endpoint) -> None:
         self._process = process
         self._ep = endpoint
-        self._client = ClientChannel(process, endpoint.name, lambda: endpoint.knobs.drop_after_bytes)
+        usage = SessionUsage("exec" if process.command is not None else "interactive", time.time())
+        endpoint.usage.sessions.append(usage)
+        self._client = ClientChannel(
+            process,
+            endpoint.name,
+            lambda: endpoint.knobs.drop_after_bytes,
+            lambda: endpoint.knobs.latency_ms,
+            usage,
+        )
         self._lectured = False
         self._shells: list[BashShell] = []
 
@@ -105,10 +118,6 @@ class Session:
 
     # ------------------------------------------------------------------ levels
 
-    async def _latency(self) -> None:
-        if self._ep.knobs.latency_ms:
-            await asyncio.sleep(self._ep.knobs.latency_ms / 1000)
-
     async def _interactive(self) -> None:
         ep = self._ep
         if ep.knobs.last_login:
@@ -129,7 +138,6 @@ class Session:
                 return
             if isinstance(item, Interrupt):
                 continue
-            await self._latency()
             if not await self._clish_line(item.text):
                 return
 
@@ -210,13 +218,11 @@ class Session:
             return
         request = texts.sudo_request(item.text) if user != "root" and bash.idle else None
         if request is not None and self._ep.can_sudo:
-            await self._latency()
             # Bash records the line before sudo runs (and asks for the password, which bash never sees).
             await bash.record_history(item.text)
             await self._sudo(bash, request)
             self._client.write(texts.bash_prompt(user, self._ep.face.hostname, bash.cwd, home))
             return
-        await self._latency()
         await bash.send_line(item.text)
 
     async def _pump(self, bash: BashShell, user: str, home: str) -> None:
@@ -261,6 +267,7 @@ class Session:
         In bash it is `bash -c`'s non-interactive run on a device, so nothing goes to the history file.
         """
         ep = self._ep
+        await self._client.exec_request()
         if ep.landing == "clish" and ep.knobs.lands_in == "clish":
             action = texts.clish_action(command, ep.face.kind)
             await self._clish_line(command)

@@ -2,7 +2,8 @@
 
 `sftunnel_status.pl`, `generate_certs.pl` and `pmtool` run as real programs in the device's real bash, but the
 tunnels they report on, regenerate or restart live in the lab process. They talk to it over a Unix socket with
-one JSON request and one JSON reply per connection; the socket's path reaches them in `SFTLAB_CONTROL`.
+one JSON request and one JSON reply per connection; the socket's path reaches them in `SFTLAB_CONTROL`. This
+is the server; the tools' side is `sftlab.tools.client`.
 """
 
 from __future__ import annotations
@@ -12,16 +13,14 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+
+from sftlab.tools.client import Reply, Request
 
 log = logging.getLogger(__name__)
 
-Request = dict[str, Any]
-Reply = dict[str, Any]
 Handler = Callable[[Request], Awaitable[Reply]]
 
 # sockaddr_un holds 108 bytes; a deep pytest tmp_path can exceed it.
@@ -78,18 +77,3 @@ def _request(line: bytes) -> Request:
     if not isinstance(request, dict):
         raise TypeError("request is not an object")
     return request
-
-
-def call(path: str, request: Request, *, timeout: float = 600.0) -> Reply:
-    """Send one request from a tool process and wait for the reply (blocking; tools are plain programs)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(path)
-        sock.sendall(json.dumps(request).encode() + b"\n")
-        chunks: list[bytes] = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    reply = json.loads(b"".join(chunks))
-    if not isinstance(reply, dict):
-        raise TypeError("lab control reply is not an object")
-    return reply

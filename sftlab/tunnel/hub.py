@@ -33,6 +33,20 @@ log = logging.getLogger(__name__)
 _BACKLOG = 1024  # a whole fleet's peers may connect at once
 
 
+def _raise_if_cancelled() -> None:
+    """Raise CancelledError when the current task was asked to stop and has not yet.
+
+    Python 3.11's `asyncio.wait_for` returns the awaited result instead of raising when the result arrives in
+    the same loop step as the cancel (CPython gh-86296). A restart or stop that lands just as a handshake
+    completes would then be swallowed: the connector went on to wait on its new link for ever, and `_stop`
+    (with the device's restart lock held) waited for the connector for ever, so every later
+    `pmtool restartbyid sftunnel` on that device hung too.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -259,6 +273,7 @@ class SftunnelHub:
                 except Exception:  # a lab bug must not kill the retry loop silently
                     log.exception("sftunnel attempt %s -> %s crashed", tunnel.peer.name, tunnel.owner.name)
                     link = None
+                _raise_if_cancelled()
                 lenient = False
                 tunnel.attempts += 1
                 self._notify()

@@ -90,6 +90,20 @@ class RunningLab:
     async def _refused_logins(self, name: str) -> int:
         return self.fleet.refused_logins(name)
 
+    def sessions_opened(self, name: str) -> int:
+        """How many SSH sessions (interactive or exec) clients opened on the device."""
+        return self.runner.call(self._sessions_opened(name))
+
+    async def _sessions_opened(self, name: str) -> int:
+        return self.fleet.sessions_opened(name)
+
+    def round_trips(self, name: str) -> int:
+        """How many command round trips clients made on the device (`sftlab.shell.usage`)."""
+        return self.runner.call(self._round_trips(name))
+
+    async def _round_trips(self, name: str) -> int:
+        return self.fleet.round_trips(name)
+
 
 @pytest.fixture(scope="session")
 def key_pool() -> KeyPool:
