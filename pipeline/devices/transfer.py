@@ -86,19 +86,17 @@ class WritePlan:
             lines.append("&& printf '%s' ''")
             lines.extend(f"'{encoded[i : i + _CHUNK]}'" for i in range(0, len(encoded), _CHUNK))
             lines.append(f"| base64 -d > {tmp}")
-        lines.append("&& s=check")
-        lines.extend(
-            f'&& [ "$(sha256sum < {tmp} | cut -c1-64)" = {digest} ]'
-            for tmp, digest in zip(q_tmp, digests, strict=True)
-        )
-        lines.append("&& s=mode")
-        lines.extend(f"&& chmod {mode:o} {tmp} && chown {owner} {tmp}" for tmp in q_tmp)
+        # One `sha256sum -c` checks every temp file against the digest sent (`printf` is a builtin).
+        lines.append("&& s=check && printf '%s  %s\\n'")
+        lines.extend(f"{digest} {tmp}" for tmp, digest in zip(q_tmp, digests, strict=True))
+        lines.append("| sha256sum -c - > /dev/null")
+        lines.append(f"&& s=mode && chmod {mode:o} {' '.join(q_tmp)}")
+        lines.append(f"&& chown {owner} {' '.join(q_tmp)}")
         lines.append("&& s=rename")
         # `mv` onto a folder would move the file into it; refuse instead (`mv -T` is GNU-only).
         lines.extend(f"&& [ ! -d {dst} ]" for dst in q_dst)
         lines.extend(f"&& mv -f {tmp} {dst}" for tmp, dst in zip(q_tmp, q_dst, strict=True))
-        lines.append("&& s=readback")
-        lines.extend(f"&& sha256sum {dst}" for dst in q_dst)
+        lines.append(f"&& s=readback && sha256sum {' '.join(q_dst)}")
         lines.append(f'|| {{ r=$?; rm -f {" ".join(q_tmp)}; echo "{_FAILED_TAG}$s"; exit $r; }} )')
         plan = cls(tuple(targets), tuple(digests), tuple(lines))
         framing.frame_lines(plan.lines, "")  # ValueError now, before anything is sent
