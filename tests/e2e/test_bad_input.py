@@ -64,6 +64,10 @@ ARGS: dict[str, list[str]] = {
     "enqueue": ["enqueue", "--pair", "lab"],
     "status": ["status"],
     "retry": ["retry", "R1"],
+    "approve": ["approve", "R1"],
+    "pause": ["pause", "R1"],
+    "resume": ["resume", "R1"],
+    "abandon": ["abandon", "R1", "--reason", "test"],
     "history": ["history"],
     "plan": ["plan", "--pair", "lab"],
     "check": ["check"],
@@ -82,6 +86,10 @@ IRRELEVANT: dict[tuple[str, str], str] = {
     ("flower", "database"): "Flower reads only the broker",
     ("lab", "database"): "the lab is the simulated fleet: it reads no sftrenew settings",
     ("status", "broker"): "reads the database only",
+    ("pause", "broker"): "records an event in the database only",
+    ("abandon", "broker"): "records the end in the database only",
+    ("pause", "inventory"): "records an event in the database only",
+    ("abandon", "inventory"): "records the end in the database only",
     ("history", "broker"): "reads the database only",
     ("plan", "broker"): "read-only against the devices: sends no task",
     ("check", "broker"): "read-only against the devices: sends no task",
@@ -317,10 +325,22 @@ def test_enqueue_with_the_broker_down_starts_no_renewal(place: Place) -> None:
 
 
 #: `sftrenew enqueue` with the broker check skipped: as if the broker went away just after it answered.
+# `enqueue` with its broker check and its plan gate stood in for (this place's devices do not exist; the plan
+# gate is tested against the lab in test_renewal.py): the renewal row is written, then the send fails.
 UNCHECKED_ENQUEUE = """
 import sys
 import sftrenew, sftrenew.renewals
+from pipeline.plan import RenewalPlan
+
+class NothingToPlan:
+    facts = ()
+    plan = RenewalPlan("lab", ())
+
+    def lines(self):
+        return []
+
 sftrenew.renewals.check_broker = lambda settings: None
+sftrenew.renewals.plan_pair = lambda factory, pair, settings: NothingToPlan()
 sys.exit(sftrenew.main(["enqueue", "--pair", "lab"]))
 """
 
