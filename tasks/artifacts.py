@@ -95,39 +95,34 @@ def save_backup(ctx: Context, renewal_id: str, outcome: BackupOutcome) -> None:
 
 def save_validate(ctx: Context, renewal_id: str, facts: ValidateOutcome) -> FmcPlan:
     """Store validate's facts and the plan made from them (a `ValidateRecord`); return the plan."""
-    plan = plan_fmc(facts)
-    document = ValidateRecord.of(facts, plan)
     with ctx.db() as db:
-        store.add_artifact(
-            session=db,
-            renewal_id=renewal_id,
-            fmc=facts.fmc,
-            device=None,
-            kind="validate",
-            path=VALIDATE_PATH,
-            data=document.model_dump_json(indent=1).encode(),
-            secret=False,
-            key=None,
-            now=ctx.now(),
-        )
-    return plan
+        return _save_record(db, renewal_id, facts, kind="validate", path=VALIDATE_PATH, now=ctx.now())
 
 
 def save_plan(db: Session, renewal_id: str, facts: ValidateOutcome, *, now: datetime) -> None:
     """Keep the plan the gate at enqueue made for one FMC (what the operator saw when it started), as a
     `ValidateRecord` of kind `plan`."""
+    _save_record(db, renewal_id, facts, kind="plan", path=PLAN_PATH, now=now)
+
+
+def _save_record(
+    db: Session, renewal_id: str, facts: ValidateOutcome, *, kind: str, path: str, now: datetime
+) -> FmcPlan:
+    """Facts of a validate (the step's, or the gate's at enqueue) and their plan, as one `ValidateRecord`."""
+    plan = plan_fmc(facts)
     store.add_artifact(
         session=db,
         renewal_id=renewal_id,
         fmc=facts.fmc,
         device=None,
-        kind="plan",
-        path=PLAN_PATH,
-        data=ValidateRecord.of(facts, plan_fmc(facts)).model_dump_json(indent=1).encode(),
+        kind=kind,
+        path=path,
+        data=ValidateRecord.of(facts, plan).model_dump_json(indent=1).encode(),
         secret=False,
         key=None,
         now=now,
     )
+    return plan
 
 
 def plan_record(ctx: Context, renewal_id: str, fmc: str) -> ValidateRecord | None:

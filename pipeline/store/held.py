@@ -10,14 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import and_, update
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from pipeline.store.renewals import committed
+from pipeline.store.restarts import upsert
 from pipeline.store.tables import PeerHeld, require_utc
-
-#: A twin attempt may insert the row between our UPDATE and INSERT; then the UPDATE is tried once more.
-_UPSERT_TRIES = 2
 
 
 def record_held(  # noqa: PLR0913 - keyword-only, one per column
@@ -56,16 +52,7 @@ def record_held(  # noqa: PLR0913 - keyword-only, one per column
         )
         .values(**values)
     )
-    for tries_left in reversed(range(_UPSERT_TRIES)):
-        try:
-            with committed(session):
-                if session.exec(again).rowcount != 1:
-                    session.add(row)
-        except IntegrityError:
-            if not tries_left:
-                raise
-        else:
-            return
+    upsert(session, again, row)
 
 
 def held_by_device(*, session: Session, renewal_id: str, fmc: str) -> dict[str, PeerHeld]:

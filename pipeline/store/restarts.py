@@ -10,11 +10,12 @@ renewal, FMC and device, whatever the attempt or round; no row: this renewal nev
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, update
+from sqlalchemy import ColumnElement, Update, and_, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col
+from sqlmodel import Session, SQLModel, col
 
 from pipeline.store.fmcs import renewal_fmc
 from pipeline.store.renewals import committed, moved
@@ -22,6 +23,24 @@ from pipeline.store.tables import PushRestart, require_utc
 
 #: A twin attempt may insert the row between our UPDATE and INSERT; then the UPDATE is tried once more.
 _UPSERT_TRIES = 2
+
+
+def upsert(
+    session: Session, again: Update, row: SQLModel, *, after: Callable[[], None] = lambda: None
+) -> None:
+    """UPDATE one row, or INSERT `row` when the UPDATE found none, and run `after` in the same transaction
+    (committed). A twin may insert the row between the two: then the UPDATE is tried once more."""
+    for tries_left in reversed(range(_UPSERT_TRIES)):
+        try:
+            with committed(session):
+                if session.exec(again).rowcount != 1:
+                    session.add(row)
+                after()
+        except IntegrityError:
+            if not tries_left:
+                raise
+        else:
+            return
 
 
 def _is_row(renewal_id: str, fmc: str, device: str) -> ColumnElement[bool]:
@@ -50,19 +69,8 @@ def record_write_started(
         .where(_is_row(renewal_id, fmc, device))
         .values(write_started_at_utc=now, restarted_at_utc=None)
     )
-    for tries_left in reversed(range(_UPSERT_TRIES)):
-        try:
-            with committed(session):
-                if session.exec(again).rowcount != 1:
-                    session.add(
-                        PushRestart(renewal_id=renewal_id, fmc=fmc, device=device, write_started_at_utc=now)
-                    )
-                moved(session, renewal_id, now)
-        except IntegrityError:
-            if not tries_left:
-                raise
-        else:
-            break
+    new = PushRestart(renewal_id=renewal_id, fmc=fmc, device=device, write_started_at_utc=now)
+    upsert(session, again, new, after=lambda: moved(session, renewal_id, now))
     row = push_restart(session=session, renewal_id=renewal_id, fmc=fmc, device=device)
     assert row is not None  # noqa: S101 - committed just above
     session.refresh(row)
