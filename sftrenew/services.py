@@ -27,7 +27,6 @@ from tasks.queues import CONTROL_QUEUE, PUSH_QUEUE, push_queue
 from tasks.reconcile import reconcile_stalled
 from workers.app import make_celery
 from workers.flower_state import keep_task_names
-from workers.supervise import supervise
 
 Sub = Any  # argparse's private _SubParsersAction
 
@@ -179,7 +178,12 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     _check_worker(settings)
     store.migrate(store.make_engine(settings))
     if args.supervise:
-        return supervise(_child_argv(args))
+        # Replace this process (same pid, so a service manager's signals still reach the supervisor) with one
+        # that imports only the standard library: see workers.supervise.
+        child = _child_argv(args)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "workers.supervise", *child])  # noqa: S606 (argv, no shell)
     app = make_celery(settings)
     app.set_default()
     argv = [

@@ -6,6 +6,10 @@ that (the database is the record and the reconciler sends lost work again), but 
 In production a service manager does this (compose `restart: unless-stopped`, systemd `Restart=always`);
 `sftrenew worker` does it too, so a plain command line is as robust. SIGINT and SIGTERM are passed to the
 child and end the supervision.
+
+`sftrenew worker` checks its settings, then replaces itself with `python -m workers.supervise CHILD...`: the
+supervisor imports only the standard library, so the process that only waits costs a few MB, not the ~120 MB
+of a process that has imported Celery, SQLAlchemy and the CLI.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import logging
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from types import FrameType
@@ -49,3 +54,17 @@ def supervise(argv: Sequence[str]) -> int:
         pause = 1.0 if time.monotonic() - started > HEALTHY_RUN else min(MAX_PAUSE, pause * 2)
         log.warning("the Celery worker exited with %s; starting it again in %.0f s", code, pause)
         time.sleep(pause)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m workers.supervise CHILD_ARGV...`: supervise the command given after the module name."""
+    child = list(sys.argv[1:] if argv is None else argv)
+    if not child:
+        print("usage: python -m workers.supervise PROGRAM [ARG...]", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return supervise(child)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
