@@ -66,6 +66,7 @@ class ErrorKind(enum.StrEnum):
     FOREIGN_CA = "ForeignCAError"
     STRANDED = "StrandedDevicesError"
     BAD_RECORD = "BadRecordError"
+    LATE_DELIVERY = "LateDeliveryError"
     CONFIG = "ConfigError"
     INVENTORY = "InventoryError"
     #: Not one of ours (a bug), or a base class raised itself: the record keeps the exception's class name.
@@ -382,6 +383,24 @@ class BadRecordError(RenewalError):
             f"({self.problem}); it was written by another version of sftrenew or edited by hand: "
             "start a new renewal of the pair"
         )
+
+
+class LateDeliveryError(SftrenewError):
+    """A push message delivered when its renewal cannot take it (abandoned, or ended with the push open):
+    nothing was done to the device. It fails, with the reason and what to do, rather than report a success
+    for a device nobody checked."""
+
+    kind: ClassVar[ErrorKind] = ErrorKind.LATE_DELIVERY
+
+    def __init__(self, renewal_id: str, fmc: str, device: str, reason: str) -> None:
+        self.renewal_id = renewal_id
+        self.fmc = fmc
+        self.device = device
+        self.reason = reason
+        super().__init__(renewal_id, fmc, device, reason)
+
+    def __str__(self) -> str:
+        return f"renewal {self.renewal_id}: push to {self.device} for {self.fmc} not done: {self.reason}"
 
 
 def kind_of(exc: BaseException) -> ErrorKind:

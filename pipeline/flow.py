@@ -12,6 +12,8 @@ The decisions:
   stop on a failed one, or finish the renewal (succeeded, or partial when some FMC did not verify).
 - `resume`: the reconciler's decision for a stalled renewal (its messages were lost): which piece to send
   again, from what was recorded. Every task is idempotent, so sending one again is safe.
+- `push_delivery`: what a delivered push message does (attempt, reopen its device for another round, or fail
+  with a reason): a duplicate, a redelivery or Flower's re-apply never reports an unchecked success.
 - `begin_push`, `next_attempt`, `attempt_failed_state`: one push attempt, and after a failed one, the next
   (its route and its delay) or giving up; one `RetryPolicy` for both runners.
 - `after_control_error`: an FMC step (backup, validate, regenerate, verify) that failed: retry, or fail the
@@ -318,8 +320,40 @@ class GiveUp:
 
 
 @dataclass(frozen=True)
-class AlreadySettled:
-    """The push's slot settled already: a redelivered or duplicate push has nothing to do."""
+class Reopen:
+    """The push's slot settled as failed: this delivery (Flower's re-apply, a redelivered message) is a word
+    to try the device again, as `sftrenew retry` is: it opens the FMC's next push round for the device
+    (`retry_devices`) and pushes in it, so that a success is followed by that round's verify."""
+
+
+@dataclass(frozen=True)
+class NotDelivered:
+    """The delivery does nothing to the device and fails with `reason` (never a success it did not check)."""
+
+    reason: str
+
+
+#: How a push message is taken: "attempt" (an attempt in its own round; for a slot that settled as succeeded
+#: or skipped, a check that reads the device and, if its files are no longer the new ones, pushes again),
+#: `Reopen`, or `NotDelivered`.
+PushDelivery: TypeAlias = Literal["attempt"] | Reopen | NotDelivered
+
+
+def push_delivery(*, renewal_ended: bool, abandoned: bool, settled: str | None) -> PushDelivery:
+    """What a delivered push message does, from its renewal and its slot (`settled`: the slot's outcome, None
+    while open). Every delivery either reads the device (and pushes when it must) or fails with a reason:
+    a duplicate or a re-apply never reports success for a device it did not check."""
+    if abandoned:
+        return NotDelivered(
+            "its renewal was abandoned, so nothing is pushed for it; `sftrenew enqueue` starts a new one"
+        )
+    if settled == "failed":
+        return Reopen()
+    if settled is None and renewal_ended:
+        return NotDelivered(
+            "its renewal ended with this push unsettled; `sftrenew retry ID --device NAME` pushes again"
+        )
+    return "attempt"
 
 
 NO_ROUTE = "no route left to try"
@@ -340,14 +374,10 @@ def next_attempt(
     return Attempt(attempt + 1, route, policy.delay_s(attempt) if attempt > 0 else 0.0)
 
 
-def begin_push(
-    slot_settled: bool, routes: Sequence[Route], attempt: int, policy: RetryPolicy
-) -> AlreadySettled | Attempt | GiveUp:
+def begin_push(routes: Sequence[Route], attempt: int, policy: RetryPolicy) -> Attempt | GiveUp:
     """At the start of the 1-based `attempt` of a push (a Celery retry is a new attempt, its countdown
-    already waited): nothing to do when its slot settled already, else its route, or giving up when no
-    route is left for it (the attempt is still recorded, as failed, so that `sftrenew retry` offers it)."""
-    if slot_settled:
-        return AlreadySettled()
+    already waited): its route, or giving up when no route is left for it (the attempt is still recorded, as
+    failed, so that `sftrenew retry` offers it)."""
     route = next_route(routes, attempt, direct_attempts=policy.direct_attempts)
     return GiveUp(NO_ROUTE) if route is None else Attempt(attempt, route)
 

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -27,7 +27,7 @@ from pipeline.store.checks import ServiceUnreachableError, check_database
 from pipeline.store.crypto import artifact_key
 from sftrenew.planning import plan_pair
 from sftrenew.services import broker_failure, check_broker
-from tasks import artifacts
+from tasks import artifacts, retrying
 from tasks.context import Context
 from tasks.flow import advance, pushes
 from workers.app import make_celery
@@ -37,7 +37,6 @@ Sub = Any
 EXIT_NOT_VERIFIED = 1
 #: `enqueue`: the plan gate refused (a device would be stranded, or a CA is not due); nothing was started.
 EXIT_REFUSED = 1
-_STEP_STATES: dict[str, flow.StepState] = {state: state for state in get_args(flow.StepState)}
 
 
 def add_commands(sub: Sub) -> None:
@@ -311,11 +310,11 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
         row = store.renewal(session=db, renewal_id=args.renewal)
         if row is None:
             raise ConfigError(f"no renewal {args.renewal}; `sftrenew history` lists them")
-        renewal_id, pair_name, active = row.id, row.pair, row.state in ("queued", "running")
-        pair = inventory.pair(pair_name)
+        renewal_id = row.id
+        pair = inventory.pair(row.pair)
         check_devices(settings, inventory, [pair])
         _check_key_opens(db, renewal_id, settings)
-        plans = flow.retry_devices(_push_history(db, renewal_id), args.device)
+        plans = flow.retry_devices(retrying.push_history(db, renewal_id), args.device)
         if isinstance(plans, flow.UnknownDevices):
             raise ConfigError(
                 f"renewal {renewal_id}: {plans}; `sftrenew status {renewal_id}` lists its devices"
@@ -323,27 +322,7 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
         if not plans:
             print("nothing to retry: no failed push" + (" for those devices" if args.device else ""))
             return 0
-        if not active and not store.resume_renewal(session=db, renewal_id=renewal_id, now=now):
-            raise ConfigError(f"another renewal of pair {pair_name} is running; retry this one after it ends")
-        for plan in plans:
-            store.open_push_round(
-                session=db,
-                renewal_id=renewal_id,
-                fmc=plan.fmc,
-                round=plan.round,
-                devices=plan.devices,
-                now=now,
-            )
-            store.set_fmc_state(session=db, renewal_id=renewal_id, fmc=plan.fmc, state="running", now=now)
-            store.add_event(
-                session=db,
-                renewal_id=renewal_id,
-                action="retry",
-                now=now,
-                who=args.by or getpass.getuser(),
-                fmc=plan.fmc,
-                detail=f"round {plan.round}: {', '.join(plan.devices)}",
-            )
+        retrying.open_rounds(db, row, plans, who=args.by or getpass.getuser(), now=now)
     who = args.by or getpass.getuser()
     for plan in plans:
         try:
@@ -381,24 +360,6 @@ def _check_key_opens(db: Session, renewal_id: str, settings: Settings) -> None:
     sealed = next((a for a in store.artifacts_of(session=db, renewal_id=renewal_id) if a.secret), None)
     if sealed is not None:
         store.artifact_data(sealed, key=settings.artifact_key)
-
-
-def _push_history(db: Session, renewal_id: str) -> list[flow.PushHistory]:
-    """What `flow.retry_devices` decides from: per FMC, whether it regenerated, its newest push round, and
-    every device it pushed to (a slot in some round) with the state of its last push attempt."""
-    last: dict[tuple[str, str], tuple[int, flow.StepState]] = {}
-    for run in store.steps_of(session=db, renewal_id=renewal_id):
-        if run.step == "push" and run.device and run.state in _STEP_STATES:
-            seen = last.get((run.fmc, run.device))
-            if seen is None or run.attempt > seen[0]:
-                last[(run.fmc, run.device)] = (run.attempt, _STEP_STATES[run.state])
-    history = []
-    for fmc in store.fmcs_of(session=db, renewal_id=renewal_id):
-        devices = {slot.device for slot in store.slots(session=db, renewal_id=renewal_id, fmc=fmc.fmc)}
-        devices |= {device for f, device in last if f == fmc.fmc}
-        states = {d: last[(fmc.fmc, d)][1] if (fmc.fmc, d) in last else None for d in sorted(devices)}
-        history.append(flow.PushHistory(fmc.fmc, fmc.ca_after_sha256 is not None, fmc.push_round, states))
-    return history
 
 
 def _history(args: argparse.Namespace, settings: Settings) -> int:

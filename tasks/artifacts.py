@@ -330,10 +330,11 @@ def save_regeneration(ctx: Context, renewal_id: str, pair: FmcPair, outcome: Reg
     return devices
 
 
-def slot_settled(db: Session, renewal_id: str, fmc: str, round_: int, device: str) -> bool:
-    """Whether this push slot was settled already (a redelivered or duplicate push has nothing to do)."""
+def slot_outcome(db: Session, renewal_id: str, fmc: str, round_: int, device: str) -> str | None:
+    """How this push slot settled (succeeded, skipped, failed), None while it is open: what a delivered
+    push message does depends on it (`pipeline.flow.push_delivery`)."""
     slots = store.slots(session=db, renewal_id=renewal_id, fmc=fmc, round=round_)
-    return any(s.device == device and s.settled_at_utc is not None for s in slots)
+    return next((s.outcome for s in slots if s.device == device and s.settled_at_utc is not None), None)
 
 
 def material_for(

@@ -6,7 +6,7 @@ task what its step needs (the pair, sessions to the FMC), and records the end. O
 `pipeline.flow.after_control_error` decides: retry (Celery's countdown is the flow's backoff) while the FMC
 is unreachable, else fail the FMC and let `tasks.flow.advance` carry out `after_fmc` (which stops the
 renewal). A message for a renewal that ended (redelivered, or resent late) records and runs nothing
-(`pipeline.flow.takes_step`); a duplicate that stands aside (Celery's Ignore) is recorded as `ignored`.
+(`pipeline.flow.takes_step`); a duplicate that stands aside (`stand_aside`) is recorded as `ignored`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NoReturn
 
 from celery import Task
-from celery.exceptions import Ignore
+from celery.exceptions import Reject
 
 from pipeline import flow, store
 from pipeline.devices.factory import SessionFactory
@@ -30,6 +31,14 @@ from tasks.flow import advance
 
 #: What an ignored duplicate's attempt says.
 IGNORED_MESSAGE = "a duplicate: another task runs this step"
+
+
+def stand_aside(why: str) -> NoReturn:
+    """End the task without running its step and without claiming a result: Celery's Reject, which Flower
+    shows as REJECTED and the worker's log with `why` (Celery's Ignore sends no event, so Flower would show
+    the task STARTED for good). The message is dropped, not requeued: what sends the step again is the
+    flow (`sftrenew approve`, `resume`, the reconciler), from the record."""
+    raise Reject(why, requeue=False)
 
 
 @dataclass(frozen=True)
@@ -74,7 +83,7 @@ def control_run(task: Task, renewal_id: str, fmc: str, step: StepName) -> Iterat
     with ctx.db() as db:
         renewal, pair = ctx.renewal(db, renewal_id)
         if not flow.takes_step(renewal.state):
-            raise Ignore()  # the renewal ended: a late message leaves it untouched (nothing recorded)
+            stand_aside(f"renewal {renewal_id} ended ({renewal.state}): a late {step} message runs nothing")
         factory, resolver = ctx.devices(pair.name)  # before the record: a bad inventory records nothing
         started = record.started(
             db, renewal_id=renewal_id, fmc=fmc, step=step, task_id=task.request.id, now=ctx.now()
@@ -82,7 +91,7 @@ def control_run(task: Task, renewal_id: str, fmc: str, step: StepName) -> Iterat
     run = ControlRun(ctx, renewal_id, pair, fmc, factory)
     try:
         yield run
-    except Ignore:
+    except Reject:
         # A duplicate standing aside (a regenerate whose claim another live task holds): not a failure.
         with ctx.db() as db:
             record.finished(db, started, "ignored", now=ctx.now(), message=IGNORED_MESSAGE)

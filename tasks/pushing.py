@@ -1,6 +1,7 @@
 """One push attempt on Celery: its database work, in at most three transactions.
 
-1. `begin`, one transaction: whether the attempt's slot settled already (then nothing else happens), the
+1. `begin`, one transaction: what this delivery of the message does (`pipeline.flow.push_delivery`: an
+   attempt, the device's next round opened first, or a failure with its reason and nothing done), the
    renewal (its pair; its request time, which names the copies kept on the device), validate's record, the
    peer's material (keys unsealed), and what this renewal recorded of the device's write and restart; then
    the attempt is recorded as started, with the route `pipeline.flow.begin_push` gave it. A device that
@@ -31,12 +32,19 @@ from sqlmodel import Session
 from pipeline import flow, store
 from pipeline.devices.factory import SessionFactory
 from pipeline.devices.session import Route
-from pipeline.errors import NoRouteError, PushRefusedError, SftrenewError, can_retry
+from pipeline.errors import (
+    ConfigError,
+    LateDeliveryError,
+    NoRouteError,
+    PushRefusedError,
+    SftrenewError,
+    can_retry,
+)
 from pipeline.inventory import FmcPair
 from pipeline.material import PeerMaterial
 from pipeline.steps.push import HeldFiles, PushAction, PushOutcome, RestartFacts, push_once
 from pipeline.store import SlotOutcome, StepState
-from tasks import artifacts, record
+from tasks import artifacts, record, retrying
 from tasks.context import Context
 
 
@@ -186,23 +194,28 @@ def _refused(db: Session, ctx: Context, slot: Slot) -> PushRefusedError | None:
     return PushRefusedError(slot.device, refusal.route, refusal.kind, cause, False)
 
 
-def begin(
-    ctx: Context, slot: Slot, number: int, *, task_id: str | None, who: str | None
-) -> PushAttempt | None:
-    """The attempt `number` (1-based) of the slot's push, loaded and recorded as started in one transaction;
-    None when its slot settled already (a redelivered or duplicate push) or the renewal ended (a late
-    message): nothing is recorded."""
+def begin(ctx: Context, slot: Slot, number: int, *, task_id: str | None, who: str | None) -> PushAttempt:
+    """The attempt `number` (1-based) of the slot's push, loaded and recorded as started in one transaction.
+
+    Whatever delivered the message (the canvas, a Celery retry, a redelivery, a duplicate, Flower's re-apply),
+    `flow.push_delivery` decides: an attempt in its round (for a slot that settled as pushed or skipped, a
+    check: the push reads the device and skips only if it holds the new files); for a slot that settled as
+    failed, the device's next round is opened (`tasks.retrying`, as `sftrenew retry` does) and the attempt is
+    that round's first; or `LateDeliveryError`, with nothing done, when the renewal cannot take it."""
     with ctx.db() as db:
-        if artifacts.slot_settled(db, slot.renewal_id, slot.fmc, slot.round, slot.device):
-            return None  # flow.begin_push's first rule, asked before the inventory: nothing else matters
         renewal, pair = ctx.renewal(db, slot.renewal_id)
-        if not flow.takes_step(renewal.state):
-            return None
+        delivered = flow.push_delivery(
+            renewal_ended=not flow.takes_step(renewal.state),
+            abandoned=bool(store.events_of(session=db, renewal_id=slot.renewal_id, action="abandon")),
+            settled=artifacts.slot_outcome(db, slot.renewal_id, slot.fmc, slot.round, slot.device),
+        )
+        if isinstance(delivered, flow.NotDelivered):
+            raise LateDeliveryError(slot.renewal_id, slot.fmc, slot.device, delivered.reason)
+        if isinstance(delivered, flow.Reopen):
+            slot, number = _reopen(db, ctx, renewal, slot, task_id=task_id), 1
         factory, resolver = ctx.devices(pair.name)
         routes = tuple(factory.routes_for(slot.device))
-        decided = flow.begin_push(False, routes, number, ctx.retry_policy)
-        if isinstance(decided, flow.AlreadySettled):  # pragma: no cover - not settled, as read above
-            return None
+        decided = flow.begin_push(routes, number, ctx.retry_policy)
         inputs = _inputs(db, ctx, slot)
         refused = _refused(db, ctx, slot)
         recorded = artifacts.restart_facts(db, slot.renewal_id, slot.fmc, slot.device)
@@ -232,3 +245,19 @@ def begin(
         recorded,
         refused=refused,
     )
+
+
+def _reopen(db: Session, ctx: Context, renewal: store.Renewal, slot: Slot, *, task_id: str | None) -> Slot:
+    """Open the device's next push round for the slot's FMC (`tasks.retrying`); the slot in it. A twin
+    delivery that opened it first leaves this one a duplicate attempt in the same round."""
+    plans = flow.retry_devices(retrying.push_history(db, slot.renewal_id), [slot.device])
+    plan = next((p for p in plans if p.fmc == slot.fmc), None) if isinstance(plans, tuple) else None
+    if plan is None:  # pragma: no cover - a failed slot is a failed last attempt, which retry_devices offers
+        raise LateDeliveryError(slot.renewal_id, slot.fmc, slot.device, "the record offers no push to retry")
+    try:
+        retrying.open_rounds(
+            db, renewal, [plan], who=f"a push delivered again (task {task_id})", now=ctx.now()
+        )
+    except ConfigError as exc:
+        raise LateDeliveryError(slot.renewal_id, slot.fmc, slot.device, str(exc)) from None
+    return Slot(slot.renewal_id, slot.fmc, slot.device, plan.round)

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Task, shared_task
-from celery.exceptions import Ignore
 
 from pipeline import flow
 from pipeline.devicepaths import CA_CERT
@@ -26,20 +25,22 @@ from pipeline.steps.validate import peers_of, validate
 from pipeline.steps.verify import PollPolicy, Verdict, verify
 from tasks import artifacts, pushing
 from tasks.context import context
-from tasks.control import control_run
-from tasks.flow import send, shadow
+from tasks.control import IGNORED_MESSAGE, control_run, stand_aside
+from tasks.flow import push_step, send, shadow
+from tasks.routing import expected_queue
 
 Result = dict[str, Any]
 
 
 class StepTask(Task):  # type: ignore[misc]
-    """Every step task shows in Flower and the logs as `sftrenew.<step>[<fmc>]` or `[<fmc>-><device>]`, also
-    when Celery sends it itself (the next link of a chain, a retry), where a signature's shadow is lost."""
+    """Every step task shows in Flower and the logs as `sftrenew.<step>[<renewal> <fmc>]` or
+    `[<renewal> <fmc>-><device>]` (`tasks.flow.shadow`), also when Celery sends it itself (the next link of a
+    chain, a retry), where a signature's shadow is lost."""
 
     def shadow_name(self, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> str:
         step = str(self.name).removeprefix("sftrenew.")
         device = args[2] if step == "push" and len(args) > 2 else None
-        return shadow(step, str(args[1]), device) if len(args) > 1 else str(self.name)
+        return shadow(step, str(args[0]), str(args[1]), device) if len(args) > 1 else str(self.name)
 
 
 @shared_task(bind=True, base=StepTask, name="sftrenew.backup", max_retries=flow.CONTROL_RETRIES)
@@ -89,15 +90,15 @@ def regenerate_task(self: Task, renewal_id: str, fmc: str) -> Result:
     token = str(self.request.id)
     if artifacts.awaiting_approval(context(), renewal_id):
         # Held for approval: the chain stops here (nothing recorded); `sftrenew approve` sends this step.
-        raise Ignore()
+        stand_aside(f"renewal {renewal_id} awaits approval: `sftrenew approve {renewal_id}` regenerates")
     with control_run(self, renewal_id, fmc, "regenerate") as run:
         if not artifacts.claim(run.ctx, renewal_id, fmc, token=token):
-            raise Ignore()  # another live task holds the claim; it carries the chain on (recorded ignored)
+            stand_aside(IGNORED_MESSAGE)  # another live task holds the claim; it carries the chain on
         row = artifacts.fmc_row(run.ctx, renewal_id, fmc)
 
         def record_intent() -> None:
             if not artifacts.record_intent(run.ctx, renewal_id, fmc, token=token):
-                raise Ignore()  # the claim was taken over: the task that took it runs generate_certs.pl
+                stand_aside(IGNORED_MESSAGE)  # the claim was taken over: its taker runs generate_certs.pl
 
         with run.fmc_session() as session:
             outcome = regenerate(
@@ -131,20 +132,28 @@ def push_task(
     The push decides from the device's files and the recorded write and restart, so an attempt that died
     between the two is finished by the next one with a restart. A push refused before any write fails in
     Flower with "refused before any write: ..." and is recorded as refused. While the renewal is paused, a
-    push does not start (nothing recorded); `sftrenew resume` sends it again."""
+    push does not start (nothing recorded, REJECTED in Flower); `sftrenew resume` sends it again. Any other
+    delivery either checks the device (and pushes if it must) or fails with its reason (`pushing.begin`);
+    one delivered on another queue than its device's is sent on there (`tasks.routing`)."""
     ctx, slot = context(), pushing.Slot(renewal_id, fmc, device, round_)
+    arrived, wanted = (self.request.delivery_info or {}).get("routing_key"), expected_queue(device)
+    if arrived and arrived != wanted:  # sent without the renewal's queue (Flower's apply, a script)
+        push_step(renewal_id, fmc, device, wanted, round_, who).apply_async()
+        stand_aside(f"delivered on queue {arrived!r}; sent on to {wanted!r}, where pushes to {device} go")
     if artifacts.paused(ctx, renewal_id):  # nothing recorded: `sftrenew resume` sends the push again
-        return {"renewal": renewal_id, "fmc": fmc, "device": device, "state": "paused: not started"}
+        stand_aside(
+            f"renewal {renewal_id} is paused: push to {device} not started; `sftrenew resume` sends it"
+        )
     attempt = pushing.begin(ctx, slot, self.request.retries + 1, task_id=self.request.id, who=who)
-    if attempt is None:
-        return {"renewal": renewal_id, "fmc": fmc, "device": device, "state": "already settled or ended"}
     try:
         outcome = attempt.push()
     except Exception as exc:
         again, then = attempt.failed(exc)
         send(ctx, renewal_id, attempt.pair, then)
         if again is not None:
-            raise self.retry(exc=exc, countdown=again.delay_s) from exc
+            # The attempt's round, which a re-applied push of a failed slot opened (`pushing.begin`).
+            retried = (renewal_id, fmc, device, attempt.slot.round, who)
+            raise self.retry(args=retried, exc=exc, countdown=again.delay_s) from exc
         raise
     send(ctx, renewal_id, attempt.pair, attempt.succeeded(outcome))
     return {
@@ -160,7 +169,7 @@ def push_task(
 @shared_task(bind=True, base=StepTask, name="sftrenew.verify", max_retries=flow.CONTROL_RETRIES)
 def verify_task(self: Task, renewal_id: str, fmc: str, round_: int) -> Result:
     if artifacts.paused(context(), renewal_id):  # nothing recorded: `sftrenew resume` sends it again
-        return {"renewal": renewal_id, "fmc": fmc, "round": round_, "state": "paused: not started"}
+        stand_aside(f"renewal {renewal_id} is paused: {fmc}'s verify not started; `sftrenew resume` sends it")
     with control_run(self, renewal_id, fmc, "verify") as run:
         expected, fmc_uuid = artifacts.expected_peers(run.ctx, renewal_id, fmc)
         ca_pem = artifacts.data(run.ctx, renewal_id, fmc, kind="new_ca", path=CA_CERT)

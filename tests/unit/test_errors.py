@@ -20,6 +20,7 @@ from pipeline.errors import (
     HostKeyRejectedError,
     InventoryError,
     InventoryProblem,
+    LateDeliveryError,
     NoMaterialError,
     NoRouteError,
     PushRefusedError,
@@ -54,6 +55,7 @@ SAMPLES: list[SftrenewError] = [
     NoMaterialError("ftd-006", "none"),
     PushRefusedError.of(AuthenticationFailedError("ftd-001", "direct", "admin (sudo su)")),
     BadRecordError("r-1", "fmc-primary", "validate artifact validate.json", "ca_days_left: Field required"),
+    LateDeliveryError("r-1", "fmc-primary", "ftd-001", "its renewal was abandoned"),
 ]
 #: What each sample's failure is, as the record stores it (the strings records have always held).
 KINDS = {
@@ -72,6 +74,7 @@ KINDS = {
     NoMaterialError: ErrorKind.NO_MATERIAL,
     PushRefusedError: ErrorKind.REFUSED,
     BadRecordError: ErrorKind.BAD_RECORD,
+    LateDeliveryError: ErrorKind.LATE_DELIVERY,
 }
 BASES = (SftrenewError, DeviceError, RenewalError)
 
@@ -97,6 +100,7 @@ BASES = (SftrenewError, DeviceError, RenewalError)
         (NoMaterialError, False),
         (PushRefusedError, False),
         (BadRecordError, False),
+        (LateDeliveryError, False),
     ],
 )
 def test_retryable_flags(cls: type[SftrenewError], retryable: bool) -> None:

@@ -16,7 +16,6 @@ from pipeline.flow import (
     NO_ROUTE,
     NOT_RETRYABLE,
     Advance,
-    AlreadySettled,
     Attempt,
     FailFmc,
     Finish,
@@ -77,9 +76,9 @@ def test_canvas_is_control_steps_then_a_push_per_peer() -> None:
     assert isinstance(pushes, group)
     shown = {(s.args[2], s.options["queue"], s.options["shadow"]) for s in pushes.tasks}
     assert shown == {
-        ("ftd-1", "push.east", "sftrenew.push[fmc-a->ftd-1]"),
-        ("ftd-2", "push", "sftrenew.push[fmc-a->ftd-2]"),
-        ("fmc-b", "push", "sftrenew.push[fmc-a->fmc-b]"),
+        ("ftd-1", "push.east", "sftrenew.push[r1 fmc-a->ftd-1]"),
+        ("ftd-2", "push", "sftrenew.push[r1 fmc-a->ftd-2]"),
+        ("fmc-b", "push", "sftrenew.push[r1 fmc-a->fmc-b]"),
     }
     # Only ids and names travel: nothing in the canvas is a password, a key or a certificate.
     assert all(isinstance(a, str | int | type(None)) for s in steps[:3] for a in s.args)
@@ -333,16 +332,35 @@ def test_next_attempt(routes: list[Route], attempt: int, retryable: bool, decide
 
 
 @pytest.mark.parametrize(
-    ("settled", "attempt", "decided"),
+    ("attempt", "decided"),
     [
-        pytest.param(True, 1, AlreadySettled(), id="redelivered-after-it-settled"),
-        pytest.param(False, 1, Attempt(1, DIRECT), id="first"),
-        pytest.param(False, 3, Attempt(3, JUMP), id="a-celery-retry-already-waited"),
-        pytest.param(False, 4, GiveUp(NO_ROUTE), id="redelivered-past-the-last-route"),
+        pytest.param(1, Attempt(1, DIRECT), id="first"),
+        pytest.param(3, Attempt(3, JUMP), id="a-celery-retry-already-waited"),
+        pytest.param(4, GiveUp(NO_ROUTE), id="redelivered-past-the-last-route"),
     ],
 )
-def test_begin_push(settled: bool, attempt: int, decided: flow.AlreadySettled | Attempt | GiveUp) -> None:
-    assert flow.begin_push(settled, [DIRECT, JUMP], attempt, POLICY) == decided
+def test_begin_push(attempt: int, decided: Attempt | GiveUp) -> None:
+    assert flow.begin_push([DIRECT, JUMP], attempt, POLICY) == decided
+
+
+@pytest.mark.parametrize(
+    ("ended", "abandoned", "settled", "decided"),
+    [
+        pytest.param(False, False, None, "attempt", id="the-push-itself"),
+        pytest.param(False, False, "succeeded", "attempt", id="a-duplicate-checks-the-device"),
+        pytest.param(True, False, "skipped", "attempt", id="after-the-end-it-still-checks"),
+        pytest.param(False, False, "failed", flow.Reopen(), id="re-applied-while-running"),
+        pytest.param(True, False, "failed", flow.Reopen(), id="re-applied-after-a-partial-end"),
+        pytest.param(True, True, "failed", "not", id="abandoned"),
+        pytest.param(True, False, None, "not", id="ended-unsettled"),
+    ],
+)
+def test_push_delivery(ended: bool, abandoned: bool, settled: str | None, decided: object) -> None:
+    got = flow.push_delivery(renewal_ended=ended, abandoned=abandoned, settled=settled)
+    if decided == "not":
+        assert isinstance(got, flow.NotDelivered) and "sftrenew" in got.reason
+    else:
+        assert got == decided
 
 
 @pytest.mark.parametrize(
