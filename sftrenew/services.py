@@ -26,6 +26,7 @@ from tasks.context import Context
 from tasks.queues import CONTROL_QUEUE, PUSH_QUEUE, push_queue
 from tasks.reconcile import reconcile_stalled
 from workers.app import make_celery
+from workers.flower_guard import TASK_COLUMNS, guard_flower
 from workers.flower_state import keep_task_names
 
 Sub = Any  # argparse's private _SubParsersAction
@@ -230,6 +231,7 @@ def _flower(args: argparse.Namespace, settings: Settings) -> int:
     os.environ["FLOWER_BASIC_AUTH"] = f"{settings.flower.user}:{password.get_secret_value()}"
     app.set_default()
     keep_task_names()
+    guard_flower()
     app.start(
         [
             "flower",
@@ -237,6 +239,7 @@ def _flower(args: argparse.Namespace, settings: Settings) -> int:
             f"--port={args.port or settings.flower.port}",
             "--persistent=False",
             "--purge_offline_workers=60",
+            f"--tasks_columns={TASK_COLUMNS}",
         ]
     )
     return 0

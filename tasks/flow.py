@@ -34,30 +34,41 @@ def _task(name: str, args: tuple[object, ...], *, queue: str, shadow: str) -> Si
     return current_app.signature(name, args=args, immutable=True, queue=queue, shadow=shadow)
 
 
-def shadow(step: str, fmc: str, device: str | None = None) -> str:
-    """The name a task shows in Flower and the logs: its step and what it works on. A retry must pass it
-    again (Celery does not keep it), or the last attempt, the one that fails, shows as a bare task name."""
-    return f"sftrenew.{step}[{fmc}->{device}]" if device else f"sftrenew.{step}[{fmc}]"
+#: How many characters of a renewal's id a task's name shows: enough to tell the renewals of one Flower apart
+#: (`sftrenew status` and `history` take the whole id, and print it).
+SHORT_ID = 8
+
+
+def shadow(step: str, renewal_id: str, fmc: str, device: str | None = None) -> str:
+    """The name a task shows in Flower and the logs: its step, its renewal (short id) and what it works on,
+    e.g. `sftrenew.push[3f2a9c1e fmc-primary->ftd-001]`, so one renewal's tasks can be found (Flower's search
+    matches the name) among other renewals' and the reconciler's. A retry must pass it again (Celery does not
+    keep it), or the last attempt, the one that fails, shows as a bare task name."""
+    what = f"{fmc}->{device}" if device else fmc
+    return f"sftrenew.{step}[{renewal_id[:SHORT_ID]} {what}]"
 
 
 def control_step(step: str, renewal_id: str, fmc: str) -> Signature:
-    return _task(f"sftrenew.{step}", (renewal_id, fmc), queue=CONTROL_QUEUE, shadow=shadow(step, fmc))
+    return _task(
+        f"sftrenew.{step}", (renewal_id, fmc), queue=CONTROL_QUEUE, shadow=shadow(step, renewal_id, fmc)
+    )
 
 
-def push_step(
-    renewal_id: str, fmc: str, device: str, site: str | None, round_: int, who: str | None
-) -> Signature:
+def push_step(renewal_id: str, fmc: str, device: str, queue: str, round_: int, who: str | None) -> Signature:
     return _task(
         "sftrenew.push",
         (renewal_id, fmc, device, round_, who),
-        queue=push_queue(site),
-        shadow=shadow("push", fmc, device),
+        queue=queue,
+        shadow=shadow("push", renewal_id, fmc, device),
     )
 
 
 def verify_step(renewal_id: str, fmc: str, round_: int) -> Signature:
     return _task(
-        "sftrenew.verify", (renewal_id, fmc, round_), queue=CONTROL_QUEUE, shadow=shadow("verify", fmc)
+        "sftrenew.verify",
+        (renewal_id, fmc, round_),
+        queue=CONTROL_QUEUE,
+        shadow=shadow("verify", renewal_id, fmc),
     )
 
 
@@ -69,7 +80,7 @@ def site_of(pair: FmcPair, device: str) -> str | None:
 def pushes(
     renewal_id: str, pair: FmcPair, fmc: str, devices: Sequence[str], round_: int, who: str | None = None
 ) -> Signature:
-    return group(push_step(renewal_id, fmc, d, site_of(pair, d), round_, who) for d in devices)
+    return group(push_step(renewal_id, fmc, d, push_queue(site_of(pair, d)), round_, who) for d in devices)
 
 
 def build_canvas(

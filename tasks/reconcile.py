@@ -20,6 +20,9 @@ from tasks.flow import resend
 
 log = logging.getLogger(__name__)
 
+#: The reconciler's task: for `celery call`; the beat runs the reconciler itself (`workers.beat`).
+RECONCILE_TASK = "sftrenew.reconcile"
+
 
 def reconcile_stalled(ctx: Context) -> dict[str, str]:
     """Send again the next piece of every stalled renewal; returns renewal id -> what was sent, or why the
@@ -62,7 +65,7 @@ def _mark_skipped(ctx: Context, renewal_id: str, exc: Exception) -> str:
     return reason
 
 
-@shared_task(name="sftrenew.reconcile")
+@shared_task(name=RECONCILE_TASK)
 def reconcile_task() -> dict[str, Any]:
     done = reconcile_stalled(context())
     return {"stalled": len(done), "resent": done}

@@ -24,6 +24,8 @@ from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 from tasks.context import register_settings
 from tasks.queues import CONTROL_QUEUE
+from tasks.reconcile import RECONCILE_TASK
+from tasks.routing import route
 
 TASK_MODULES = ("tasks.steps", "tasks.reconcile")
 
@@ -81,9 +83,13 @@ def make_celery(settings: Settings) -> Celery:
         task_default_queue=CONTROL_QUEUE,
         # Queues are made on first use: `control`, `push`, `push.<site>` (the canvas names them per task).
         task_create_missing_queues=True,
+        # A task sent without a queue (Flower's apply, `celery call`) goes where the renewal would send it.
+        task_routes=(route,),
         beat_schedule={
-            "reconcile": {"task": "sftrenew.reconcile", "schedule": c.reconcile_interval},
+            "reconcile": {"task": RECONCILE_TASK, "schedule": c.reconcile_interval},
         },
+        # Runs the reconcile entry in the beat: a quiet round leaves no task in Flower (workers.beat).
+        beat_scheduler="workers.beat:ReconcilingScheduler",
         timezone="UTC",
         enable_utc=True,
         worker_hijack_root_logger=False,

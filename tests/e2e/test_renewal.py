@@ -214,7 +214,9 @@ def test_no_secret_in_redis_database_logs_or_flower(make_sqlite_env: MakeEnv) ->
         assert http_status(url + "/api/tasks") == 401  # no way in without the password
         tasks = json.loads(http_get(url + "/api/tasks", auth))
         names = {t.get("name") for t in tasks.values()}
-        assert "sftrenew.push[fmc-primary->ftd-002]" in names and "sftrenew.regenerate[fmc-primary]" in names
+        short = renewal_id[:8]
+        assert f"sftrenew.push[{short} fmc-primary->ftd-002]" in names
+        assert f"sftrenew.regenerate[{short} fmc-primary]" in names
         flower_text = http_get(url + "/api/tasks", auth) + http_get(url + "/tasks", auth)
     finally:
         env.stop()

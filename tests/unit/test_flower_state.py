@@ -14,7 +14,7 @@ from flower.events import EventsState
 
 from workers.flower_state import NamedTask, keep_task_names
 
-SHADOW = "sftrenew.push[fmc-primary->ftd-003]"
+SHADOW = "sftrenew.push[3f2a9c1e fmc-primary->ftd-003]"
 KINDS = ("sent", "received", "started", "succeeded")
 
 
