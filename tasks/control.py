@@ -11,13 +11,14 @@ renewal). A message for a renewal that ended (redelivered, or resent late) recor
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Literal, NoReturn
 
-from celery import Task
-from celery.exceptions import Reject
+from celery import Task, current_task
+from celery.exceptions import Ignore
 
 from pipeline import flow, store
 from pipeline.devices.factory import SessionFactory
@@ -29,16 +30,34 @@ from tasks import record
 from tasks.context import Context, context
 from tasks.flow import advance
 
+log = logging.getLogger(__name__)
+
 #: What an ignored duplicate's attempt says.
 IGNORED_MESSAGE = "a duplicate: another task runs this step"
 
 
-def stand_aside(why: str) -> NoReturn:
-    """End the task without running its step and without claiming a result: Celery's Reject, which Flower
-    shows as REJECTED and the worker's log with `why` (Celery's Ignore sends no event, so Flower would show
-    the task STARTED for good). The message is dropped, not requeued: what sends the step again is the
-    flow (`sftrenew approve`, `resume`, the reconciler), from the record."""
-    raise Reject(why, requeue=False)
+#: What a task that stands aside did instead of its step, as Flower shows it (upper-cased).
+StoodAside = Literal["forwarded", "ignored", "held", "paused", "late"]
+
+
+def stand_aside(why: str, state: StoodAside = "ignored") -> NoReturn:
+    """End the task without running its step and without claiming a result. The message is acknowledged and
+    dropped: what sends the step again is the flow (`sftrenew approve`, `resume`, the reconciler), from the
+    record, or the forward itself.
+
+    Celery has no way to say this: Ignore sends no event and stores nothing (Flower and `AsyncResult` would
+    show the task STARTED for good), and Reject without requeue is stored and shown as FAILURE. So the task
+    says it itself, then ends with Ignore: a `task-<state>` event, which Flower shows as the task's state,
+    and the same state, with `why`, in the result backend: FORWARDED, IGNORED, HELD, PAUSED or LATE, never
+    SUCCESS or FAILURE."""
+    log.warning("task stood aside (%s): %s", state, why)
+    if current_task:  # a task runs (not a step called in-process by `python -m pipeline.steps`)
+        try:
+            current_task.send_event(f"task-{state}", reason=why)
+            current_task.update_state(state=state.upper(), meta={"reason": why})
+        except Exception as exc:  # for the views only: the broker's trouble must not run the step
+            log.warning("could not record that task %s stood aside: %s", current_task.request.id, exc)
+    raise Ignore(why)
 
 
 @dataclass(frozen=True)
@@ -83,7 +102,9 @@ def control_run(task: Task, renewal_id: str, fmc: str, step: StepName) -> Iterat
     with ctx.db() as db:
         renewal, pair = ctx.renewal(db, renewal_id)
         if not flow.takes_step(renewal.state):
-            stand_aside(f"renewal {renewal_id} ended ({renewal.state}): a late {step} message runs nothing")
+            stand_aside(
+                f"renewal {renewal_id} ended ({renewal.state}): a late {step} message runs nothing", "late"
+            )
         factory, resolver = ctx.devices(pair.name)  # before the record: a bad inventory records nothing
         started = record.started(
             db, renewal_id=renewal_id, fmc=fmc, step=step, task_id=task.request.id, now=ctx.now()
@@ -91,7 +112,7 @@ def control_run(task: Task, renewal_id: str, fmc: str, step: StepName) -> Iterat
     run = ControlRun(ctx, renewal_id, pair, fmc, factory)
     try:
         yield run
-    except Reject:
+    except Ignore:
         # A duplicate standing aside (a regenerate whose claim another live task holds): not a failure.
         with ctx.db() as db:
             record.finished(db, started, "ignored", now=ctx.now(), message=IGNORED_MESSAGE)

@@ -90,7 +90,9 @@ def regenerate_task(self: Task, renewal_id: str, fmc: str) -> Result:
     token = str(self.request.id)
     if artifacts.awaiting_approval(context(), renewal_id):
         # Held for approval: the chain stops here (nothing recorded); `sftrenew approve` sends this step.
-        stand_aside(f"renewal {renewal_id} awaits approval: `sftrenew approve {renewal_id}` regenerates")
+        stand_aside(
+            f"renewal {renewal_id} awaits approval: `sftrenew approve {renewal_id}` regenerates", "held"
+        )
     with control_run(self, renewal_id, fmc, "regenerate") as run:
         if not artifacts.claim(run.ctx, renewal_id, fmc, token=token):
             stand_aside(IGNORED_MESSAGE)  # another live task holds the claim; it carries the chain on
@@ -132,17 +134,20 @@ def push_task(
     The push decides from the device's files and the recorded write and restart, so an attempt that died
     between the two is finished by the next one with a restart. A push refused before any write fails in
     Flower with "refused before any write: ..." and is recorded as refused. While the renewal is paused, a
-    push does not start (nothing recorded, REJECTED in Flower); `sftrenew resume` sends it again. Any other
+    push does not start (nothing recorded, PAUSED in Flower); `sftrenew resume` sends it again. Any other
     delivery either checks the device (and pushes if it must) or fails with its reason (`pushing.begin`);
     one delivered on another queue than its device's is sent on there (`tasks.routing`)."""
     ctx, slot = context(), pushing.Slot(renewal_id, fmc, device, round_)
     arrived, wanted = (self.request.delivery_info or {}).get("routing_key"), expected_queue(device)
     if arrived and arrived != wanted:  # sent without the renewal's queue (Flower's apply, a script)
         push_step(renewal_id, fmc, device, wanted, round_, who).apply_async()
-        stand_aside(f"delivered on queue {arrived!r}; sent on to {wanted!r}, where pushes to {device} go")
+        stand_aside(
+            f"delivered on queue {arrived!r}; sent on to {wanted!r}, where pushes to {device} go", "forwarded"
+        )
     if artifacts.paused(ctx, renewal_id):  # nothing recorded: `sftrenew resume` sends the push again
         stand_aside(
-            f"renewal {renewal_id} is paused: push to {device} not started; `sftrenew resume` sends it"
+            f"renewal {renewal_id} is paused: push to {device} not started; `sftrenew resume` sends it",
+            "paused",
         )
     attempt = pushing.begin(ctx, slot, self.request.retries + 1, task_id=self.request.id, who=who)
     try:
@@ -169,7 +174,10 @@ def push_task(
 @shared_task(bind=True, base=StepTask, name="sftrenew.verify", max_retries=flow.CONTROL_RETRIES)
 def verify_task(self: Task, renewal_id: str, fmc: str, round_: int) -> Result:
     if artifacts.paused(context(), renewal_id):  # nothing recorded: `sftrenew resume` sends it again
-        stand_aside(f"renewal {renewal_id} is paused: {fmc}'s verify not started; `sftrenew resume` sends it")
+        stand_aside(
+            f"renewal {renewal_id} is paused: {fmc}'s verify not started; `sftrenew resume` sends it",
+            "paused",
+        )
     with control_run(self, renewal_id, fmc, "verify") as run:
         expected, fmc_uuid = artifacts.expected_peers(run.ctx, renewal_id, fmc)
         ca_pem = artifacts.data(run.ctx, renewal_id, fmc, kind="new_ca", path=CA_CERT)
