@@ -97,6 +97,10 @@ def plan_renewal(pair: str, facts: Sequence[ValidateOutcome]) -> RenewalPlan:
     return RenewalPlan(pair, tuple(plan_fmc(f) for f in facts))
 
 
+def _why_stranded(peer: PeerPlan) -> str:
+    return f"{peer.action.value}: {peer.refusal}" if peer.refusal else peer.action.value
+
+
 @dataclass(frozen=True)
 class GateRefusal:
     """Why the plan gate refuses to start a renewal: the devices it would strand that nobody accepted, and
@@ -108,8 +112,8 @@ class GateRefusal:
 
     def lines(self) -> list[str]:
         out = [
-            f"{p.name} would be stranded ({p.action.value}: {p.refusal or 'no SSH route'}): give it an SSH "
-            f"route or a live tunnel, or accept losing it with --accept-stranded {p.name}"
+            f"{p.name} would be stranded ({_why_stranded(p)}): give it an SSH route or a live tunnel, or "
+            f"accept losing it with --accept-stranded {p.name}"
             for p in self.stranded
         ]
         out.extend(
