@@ -46,7 +46,7 @@ WORKER_CONTROL: Final[tuple[type[Any], ...]] = (
 
 REFUSED: Final = (
     "turned off by sftrenew: a worker is stopped by its service manager (SIGTERM) and sized by "
-    "SFTRENEW_WORKER_CONCURRENCY, not through Flower (docs/monitoring.md)"
+    "SFTRENEW_WORKER_CONCURRENCY, not through Flower (docs/user-guide.md, Watching it in Flower)"
 )
 
 

@@ -89,19 +89,21 @@ def test_flower_shows_the_renewal_and_its_failed_device(
         http_credentials={"username": auth[0], "password": auth[1]}, viewport={"width": 1600, "height": 900}
     )
     page = context.new_page()
-    everything = _tasks_page(page, url, None, "sftrenew.regenerate[fmc-primary]")
+    short = renewal_id[:8]  # every task's name carries the renewal's short id (tasks.flow.shadow)
+    everything = _tasks_page(page, url, None, f"sftrenew.regenerate[{short} fmc-primary]")
     # Every step of both FMCs is there by name. (Pushes that were retried are found through the search
     # below: Flower sometimes shows a retried task under the bare task name.)
     for step in ("backup", "validate", "regenerate", "verify"):
         assert (
-            f"sftrenew.{step}[fmc-primary]" in everything and f"sftrenew.{step}[fmc-secondary]" in everything
+            f"sftrenew.{step}[{short} fmc-primary]" in everything
+            and f"sftrenew.{step}[{short} fmc-secondary]" in everything
         )
-    assert "sftrenew.push[fmc-secondary->ftd-001]" in everything and "FAILURE" in everything
+    assert f"sftrenew.push[{short} fmc-secondary->ftd-001]" in everything and "FAILURE" in everything
     shot = tmp_path / "flower-tasks.png"
     page.screenshot(path=str(shot), full_page=True)
     if os.environ.get("SFTRENEW_UPDATE_SCREENSHOT") == "1":
         shutil.copy(shot, DOCS / "flower-tasks.png")
-    failed = _tasks_page(page, url, "ftd-004", "sftrenew.push[fmc-primary->ftd-004]")
+    failed = _tasks_page(page, url, "ftd-004", f"sftrenew.push[{short} fmc-primary->ftd-004]")
     rows = [line for line in failed.splitlines() if "->ftd-004]" in line]
     assert rows and all("FAILURE" in row for row in rows), rows
     page.goto(url + "/workers")
