@@ -120,7 +120,7 @@ class Pusher:
             material=material,
             backup_stamp_utc=self.stamp,
             recorded=RestartFacts(),
-            on_write_started=lambda: None,
+            on_write_started=lambda _before: None,
             on_restarted=lambda: None,
         )
         return Push(fmc, device, started, time.time(), outcome.action.value)

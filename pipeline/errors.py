@@ -20,6 +20,8 @@ the record has always stored, so old records, `sftrenew status` and the user gui
         NoRouteError                   NO_ROUTE          every route of the device has been tried
         UnknownPeerError               UNKNOWN_PEER      the device's UUID is unknown
         NoMaterialError                NO_MATERIAL       the FMC made no certificate for the device
+        BackupMismatchError            BACKUP_MISMATCH   restore refused: the copies on the device are
+                                                         missing or not what the record says they held
       RenewalError                     (a base)          the renewal as a whole must stop
         ForeignCAError                 FOREIGN_CA        a CA this renewal did not create
         StrandedDevicesError           STRANDED          devices the renewal would cut off
@@ -63,6 +65,7 @@ class ErrorKind(enum.StrEnum):
     NO_ROUTE = "NoRouteError"
     UNKNOWN_PEER = "UnknownPeerError"
     NO_MATERIAL = "NoMaterialError"
+    BACKUP_MISMATCH = "BackupMismatchError"
     FOREIGN_CA = "ForeignCAError"
     STRANDED = "StrandedDevicesError"
     BAD_RECORD = "BadRecordError"
@@ -275,6 +278,26 @@ class NoMaterialError(DeviceError):
 
     def describe(self) -> str:
         return "the FMC made no certificate for it (no /var/sf/peers/<uuid>/ there): is it registered there?"
+
+
+class BackupMismatchError(DeviceError):
+    """`sftrenew restore` refused before changing anything: the copies the push kept on the device are
+    missing, or not what the record says they held (changed since). `problem` names each file and what was
+    wrong, by SHA-256 only (never content)."""
+
+    kind: ClassVar[ErrorKind] = ErrorKind.BACKUP_MISMATCH
+
+    def __init__(self, device: str, route: str, folder: str, problem: str) -> None:
+        self.folder = folder
+        self.problem = problem
+        super().__init__(device, route, folder, problem)
+
+    def describe(self) -> str:
+        return (
+            f"restore refused, nothing was changed: {self.problem} in {self.folder}; the copies this "
+            "renewal kept cannot be trusted: find out who changed or removed them, and put the files back "
+            "by hand (docs/user-guide.md, restoring one device)"
+        )
 
 
 class PushRefusedError(DeviceError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from pipeline.devicepaths import is_key_path
+from pipeline.devicepaths import PEER_CA, PEER_CERT, PEER_KEY, is_key_path
 
 
 @dataclass(frozen=True)
@@ -44,3 +44,37 @@ class PeerMaterial:
             "sftunnel-key.pem": self.key_pem,
             "sftunnel-cert.pem": self.cert_pem,
         }
+
+
+@dataclass(frozen=True)
+class FilesBefore:
+    """What a peer held for one FMC before this renewal first wrote its files, as the record keeps it: the
+    folder, the suffix of the copies the push kept there (`<file><suffix>`), and each file's SHA-256 (of its
+    bytes; None: the file was not there, so no copy was kept). Digests only, never the bytes: the key's
+    content stays on the device."""
+
+    folder: str
+    suffix: str
+    ca_sha256: str | None
+    cert_sha256: str | None
+    key_sha256: str | None
+
+    @classmethod
+    def of(cls, folder: str, suffix: str, files: dict[str, bytes]) -> FilesBefore:
+        """From the files as read (name in the folder -> bytes; a missing file is absent)."""
+        digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+        return cls(
+            folder,
+            suffix,
+            digests.get(PEER_CA),
+            digests.get(PEER_CERT),
+            digests.get(PEER_KEY),
+        )
+
+    def by_name(self) -> dict[str, str | None]:
+        """File name in the folder -> its SHA-256 before the renewal, in generate_certs.pl's push order."""
+        return {PEER_CA: self.ca_sha256, PEER_KEY: self.key_sha256, PEER_CERT: self.cert_sha256}
+
+    def backup_of(self, name: str) -> str:
+        """The device path of the copy the push kept of `name`."""
+        return f"{self.folder}/{name}{self.suffix}"

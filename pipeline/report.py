@@ -4,13 +4,14 @@ For each FMC: its control steps (backup, validate, regenerate, verify), then one
 state of its last push (route, attempts, error) and its verdict from the last verify. A push is `refused` when
 its session never opened (nothing was written); like `failed`, it is done and `sftrenew retry` takes it up. A
 push that succeeded by doing something other than write-and-restart (a restart only, finishing an attempt that
-died between its write and its restart) says so in the last column.
+died between its write and its restart) says so in the last column. A device whose files `sftrenew restore`
+put back, and that no push or verify touched since, shows `restored` as its verdict, with who restored it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pipeline.store import Renewal, RenewalEvent, RenewalFmc, StepRun
 
@@ -92,7 +93,7 @@ def render(
         out.append("")
         out.append(f"{fmc.role} {fmc.fmc}  [{fmc.state}]  CA {before} -> {after}  {control}")
         out.append(f"  {'device':<24} {'push':<10} {'route':<14} {'tries':>5}  {'verdict':<14} error or note")
-        for line in device_lines(mine):
+        for line in restored_lines(device_lines(mine), mine, [e for e in events if e.fmc == fmc.fmc]):
             out.append(
                 f"  {line.device:<24} {line.push:<10} {line.route:<14} {line.attempts:>5}  "
                 f"{line.verdict:<14} {line.error or line.note}".rstrip()
@@ -102,6 +103,25 @@ def render(
         out.append("events:")
         out.extend(f"  {event_line(e)}" for e in events)
     return "\n".join(out) + "\n"
+
+
+def restored_lines(
+    lines: Sequence[DeviceLine], steps: Sequence[StepRun], events: Sequence[RenewalEvent]
+) -> list[DeviceLine]:
+    """`lines` with the verdict `restored` for each device whose latest restore (of one FMC's steps and
+    events) came after its latest push or verify: its files are the ones it held before the renewal."""
+    out = []
+    for line in lines:
+        device = line.device
+        restores = [e for e in events if e.action == "restore" and e.device == device]
+        touched = [s.started_at_utc for s in steps if s.device == device and s.step in ("push", "verify")]
+        last = restores[-1] if restores else None
+        if last is not None and all(at <= last.at_utc for at in touched):
+            note = f"restored by {last.who}" if last.who else "restored"
+            out.append(replace(line, verdict="restored", error="", note=note))
+        else:
+            out.append(line)
+    return out
 
 
 def event_line(event: RenewalEvent) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pipeline.errors import ConfigError, InventoryError, SftrenewError
 from pipeline.settings import load_settings
 from pipeline.store.checks import ServiceUnreachableError
-from sftrenew import approvals, demo, fleet, renewals, services
+from sftrenew import approvals, demo, fleet, renewals, restoring, services
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     renewals.add_commands(sub)
     approvals.add_commands(sub)
+    restoring.add_commands(sub)
     fleet.add_commands(sub)
     services.add_commands(sub)
     demo.add_command(sub)

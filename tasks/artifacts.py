@@ -19,7 +19,7 @@ from pipeline.devicepaths import CA_CERT, PEER_CERT, PEER_KEY, certs_pushed
 from pipeline.devices.session import Route
 from pipeline.errors import BadRecordError, NoMaterialError, UnknownPeerError
 from pipeline.inventory import FmcPair
-from pipeline.material import DeviceFile, PeerMaterial
+from pipeline.material import DeviceFile, FilesBefore, PeerMaterial
 from pipeline.plan import FmcPlan, plan_fmc
 from pipeline.records import PeerRecord, RefusalRecord, ValidateRecord
 from pipeline.steps.backup import BackupOutcome
@@ -375,11 +375,14 @@ def restart_facts(db: Session, renewal_id: str, fmc: str, device: str) -> Restar
     return RestartFacts(row.write_started_at_utc, row.restarted_at_utc)
 
 
-def write_started(ctx: Context, renewal_id: str, fmc: str, device: str) -> None:
+def write_started(ctx: Context, renewal_id: str, fmc: str, device: str, before: FilesBefore) -> None:
     """The push is about to change the device's files: recorded (committed) before the first one changes,
-    in a transaction of its own (only the device's files say whether a push writes)."""
+    in a transaction of its own (only the device's files say whether a push writes), with what the device
+    held before (kept from the renewal's first write only)."""
     with ctx.db() as db:
-        store.record_write_started(session=db, renewal_id=renewal_id, fmc=fmc, device=device, now=ctx.now())
+        store.record_write_started(
+            session=db, renewal_id=renewal_id, fmc=fmc, device=device, now=ctx.now(), before=before
+        )
 
 
 def save_verdicts(ctx: Context, renewal_id: str, fmc: str, outcome: VerifyOutcome) -> None:

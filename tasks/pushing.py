@@ -41,7 +41,7 @@ from pipeline.errors import (
     can_retry,
 )
 from pipeline.inventory import FmcPair
-from pipeline.material import PeerMaterial
+from pipeline.material import FilesBefore, PeerMaterial
 from pipeline.steps.push import HeldFiles, PushAction, PushOutcome, RestartFacts, push_once
 from pipeline.store import SlotOutcome, StepState
 from tasks import artifacts, record, retrying
@@ -108,9 +108,9 @@ class PushAttempt:
             on_restarted=self._restarted,
         )
 
-    def _write_started(self) -> None:
+    def _write_started(self, before: FilesBefore) -> None:
         s = self.slot
-        artifacts.write_started(self.ctx, s.renewal_id, s.fmc, s.device)
+        artifacts.write_started(self.ctx, s.renewal_id, s.fmc, s.device, before)
 
     def _restarted(self) -> None:
         self.restarted = True  # recorded in the attempt's last transaction (see the module docstring)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import enum
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -45,7 +45,7 @@ from pipeline.devices.session import TEMP_GLOB, DeviceSession, Route
 from pipeline.errors import DeviceError, PushRefusedError, can_retry
 from pipeline.flow import Attempt, next_attempt
 from pipeline.flow import RetryPolicy as FlowRetryPolicy
-from pipeline.material import PeerMaterial
+from pipeline.material import FilesBefore, PeerMaterial
 
 RESTART_COMMAND = "pmtool restartbyid sftunnel"
 
@@ -124,12 +124,23 @@ def read_held(session: DeviceSession, fmc_uuid: str, wanted: PeerMaterial | None
     """What the peer holds for the FMC, in one command. With `wanted`, the key is checked (some 40 ms of CPU
     for an RSA key) only when the CA and certificate are the wanted ones: otherwise the files are written
     whatever the key, and `key_matches_cert` is False without a check."""
+    return held_of(read_peer_files(session, fmc_uuid), wanted)
+
+
+def read_peer_files(session: DeviceSession, fmc_uuid: str) -> dict[str, bytes]:
+    """The peer's three files for the FMC, in one command: name in the folder -> bytes (a missing file is
+    absent). The key's bytes stay in this process: digested, never logged."""
     folder = peer_dir(fmc_uuid)
     files = read_files(session, [f"{folder}/{name}" for name in (PEER_CA, PEER_CERT, PEER_KEY)])
-    ca = _facts(files.get(f"{folder}/{PEER_CA}"))
-    cert = _facts(files.get(f"{folder}/{PEER_CERT}"))
+    return {path.rpartition("/")[2]: data for path, data in files.items()}
+
+
+def held_of(files: Mapping[str, bytes], wanted: PeerMaterial | None = None) -> HeldFiles:
+    """`read_held` over files already read (name -> bytes)."""
+    ca = _facts(files.get(PEER_CA))
+    cert = _facts(files.get(PEER_CERT))
     key_ok = False
-    key_pem = files.get(f"{folder}/{PEER_KEY}")
+    key_pem = files.get(PEER_KEY)
     needed = wanted is None or (
         ca is not None
         and cert is not None
@@ -159,19 +170,21 @@ def push_files(
     material: PeerMaterial,
     backup_stamp_utc: datetime,
     recorded: RestartFacts,
-    on_write_started: Callable[[], None],
+    on_write_started: Callable[[FilesBefore], None],
     on_restarted: Callable[[], None],
 ) -> PushOutcome:
     """Push over an open root session; raises DeviceError on failure (the files stay old or new).
 
     `recorded` is what the caller's record says this renewal did to the peer; `on_write_started` is called
-    before anything on the device changes and must have recorded the intent when it returns (raise to stop the
-    push), `on_restarted` right after the restart succeeded.
+    before anything on the device changes, with what the peer held then (`FilesBefore`: the copies' suffix and
+    each file's SHA-256, which `sftrenew restore` checks the copies against), and must have recorded the
+    intent when it returns (raise to stop the push), `on_restarted` right after the restart succeeded.
 
     `backup_stamp_utc` names the copies kept on the device (`<file>.sftrenew-<stamp>.bak`). Callers pass
     one stamp per renewal, and an existing copy is never overwritten, so the copies hold the files as they
     were before the renewal's first attempt, whatever later attempts did."""
-    held = read_held(session, fmc_uuid, material)
+    before_files = read_peer_files(session, fmc_uuid)
+    held = held_of(before_files, material)
     action = decide_push(held, material, recorded)
     if action is PushAction.SKIP:
         message = SKIPPED_DONE if recorded.write_started_at_utc is not None else SKIPPED_LIVE
@@ -183,9 +196,9 @@ def push_files(
             session.device, action, session.route, 1, ok=True, message=RESTARTED_ONLY, held=held
         )
     folder = peer_dir(fmc_uuid)
-    suffix = f".sftrenew-{backup_stamp_utc:%Y%m%dT%H%M%SZ}.bak"
+    suffix = backup_suffix(backup_stamp_utc)
     names = " ".join(shlex.quote(n) for n in PUSHED_FILES)
-    on_write_started()
+    on_write_started(FilesBefore.of(folder, suffix, before_files))
     # Temp files an interrupted write left behind (TEMP_GLOB) go first, then a copy of what is there now;
     # then the three files in one command, checked by SHA-256 on the device and read back.
     session.run(
@@ -208,6 +221,11 @@ def push_files(
     )
 
 
+def backup_suffix(backup_stamp_utc: datetime) -> str:
+    """The suffix of the copies a renewal keeps on the device: `<file>.sftrenew-<stamp>.bak`."""
+    return f".sftrenew-{backup_stamp_utc:%Y%m%dT%H%M%SZ}.bak"
+
+
 def material_key_matches(material: PeerMaterial) -> bool:
     """Whether the material's key is the certificate's (what the device holds once the write read back).
     The regeneration checked the key in full before storing it; its public half is what is compared here."""
@@ -228,7 +246,7 @@ def push_once(  # noqa: PLR0913 - keyword-only, passed on to push_files
     material: PeerMaterial,
     backup_stamp_utc: datetime,
     recorded: RestartFacts,
-    on_write_started: Callable[[], None],
+    on_write_started: Callable[[FilesBefore], None],
     on_restarted: Callable[[], None],
 ) -> PushOutcome:
     """One attempt by one route: open, push, close. A session that does not open is a PushRefusedError."""
@@ -257,9 +275,12 @@ class FactsInMemory:
     next one."""
 
     facts: RestartFacts = field(default_factory=RestartFacts)
+    #: What the peer held before the run's first write (kept from the first write only, as the record does).
+    before: FilesBefore | None = None
 
-    def write_started(self) -> None:
+    def write_started(self, before: FilesBefore) -> None:
         self.facts = RestartFacts(write_started_at_utc=datetime.now(UTC))
+        self.before = self.before or before
 
     def restarted(self) -> None:
         self.facts = replace(self.facts, restarted_at_utc=datetime.now(UTC))

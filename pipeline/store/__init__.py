@@ -35,7 +35,7 @@ from pipeline.store.renewals import (
     start_renewal,
     touch,
 )
-from pipeline.store.restarts import push_restart, record_restarted, record_write_started
+from pipeline.store.restarts import files_before, push_restart, record_restarted, record_write_started
 from pipeline.store.rounds import (
     claim_verify,
     open_push_round,
@@ -94,6 +94,7 @@ __all__ = [
     "current_revision",
     "events_of",
     "failed_pushes",
+    "files_before",
     "finish_renewal",
     "fmcs_of",
     "held_by_device",

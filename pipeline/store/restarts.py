@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Update, and_, update
+from sqlalchemy import ColumnElement, Update, and_, case, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col
 
+from pipeline.material import FilesBefore
 from pipeline.store.fmcs import renewal_fmc
 from pipeline.store.renewals import committed, moved
 from pipeline.store.tables import PushRestart, require_utc
@@ -57,24 +58,62 @@ def push_restart(*, session: Session, renewal_id: str, fmc: str, device: str) ->
 
 
 def record_write_started(
-    *, session: Session, renewal_id: str, fmc: str, device: str, now: datetime
+    *,
+    session: Session,
+    renewal_id: str,
+    fmc: str,
+    device: str,
+    now: datetime,
+    before: FilesBefore | None = None,
 ) -> PushRestart:
     """Record, before the first file changes, that this renewal begins writing the device's files for `fmc`;
-    a restart recorded for an earlier write no longer counts (cleared). LookupError for an FMC the renewal
-    does not have."""
+    a restart recorded for an earlier write no longer counts (cleared). `before` (what the peer held, and the
+    suffix of the copies the push keeps) is kept from the renewal's first write only: a later write never
+    changes it, as the push never overwrites a copy. LookupError for an FMC the renewal does not have."""
     now = require_utc(now)
     renewal_fmc(session=session, renewal_id=renewal_id, fmc=fmc)
+    facts = _before_columns(before)
+    first = col(PushRestart.before_suffix).is_(None)
+    kept = {name: case((first, value), else_=getattr(PushRestart, name)) for name, value in facts.items()}
     again = (
         update(PushRestart)
         .where(_is_row(renewal_id, fmc, device))
-        .values(write_started_at_utc=now, restarted_at_utc=None)
+        .values(write_started_at_utc=now, restarted_at_utc=None, **(kept if before is not None else {}))
     )
     new = PushRestart(renewal_id=renewal_id, fmc=fmc, device=device, write_started_at_utc=now)
+    for name, value in facts.items():
+        setattr(new, name, value)
     upsert(session, again, new, after=lambda: moved(session, renewal_id, now))
     row = push_restart(session=session, renewal_id=renewal_id, fmc=fmc, device=device)
     assert row is not None  # noqa: S101 - committed just above
     session.refresh(row)
     return row
+
+
+def _before_columns(before: FilesBefore | None) -> dict[str, str | None]:
+    if before is None:
+        return {}
+    return {
+        "before_folder": before.folder,
+        "before_suffix": before.suffix,
+        "before_ca_sha256": before.ca_sha256,
+        "before_cert_sha256": before.cert_sha256,
+        "before_key_sha256": before.key_sha256,
+    }
+
+
+def files_before(row: PushRestart) -> FilesBefore | None:
+    """What the row says the peer held before the renewal's first write (None: not recorded, a row written
+    by an sftrenew older than these columns)."""
+    if row.before_folder is None or row.before_suffix is None:
+        return None
+    return FilesBefore(
+        row.before_folder,
+        row.before_suffix,
+        row.before_ca_sha256,
+        row.before_cert_sha256,
+        row.before_key_sha256,
+    )
 
 
 def record_restarted(

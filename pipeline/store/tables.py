@@ -269,7 +269,12 @@ class PushRestart(StoreBase, table=True):
     began writing them (recorded before the first file changes) and when sftunnel restarted after that write
     (NULL until then; a new write clears it). A later attempt that finds the files new decides from this row
     whether to restart only (a write with no restart after it: the connection or the worker died in between)
-    or to skip (no row: generate_certs.pl pushed them; or restarted already)."""
+    or to skip (no row: generate_certs.pl pushed them; or restarted already).
+
+    The `before_*` columns say what the peer held before the renewal's first write, set by that write only
+    (a later attempt never changes them): the folder, the suffix of the copies the push kept there, and each
+    file's SHA-256 (NULL: the file was not there). `sftrenew restore` puts the copies back only when they
+    still match. All NULL on rows written before they existed."""
 
     __tablename__ = "push_restart"
     __table_args__ = (
@@ -283,6 +288,11 @@ class PushRestart(StoreBase, table=True):
     device: str = Field(primary_key=True, sa_type=String(100))
     write_started_at_utc: datetime = Field(sa_type=UtcDateTime)
     restarted_at_utc: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    before_folder: str | None = Field(default=None, sa_type=String(200))
+    before_suffix: str | None = Field(default=None, sa_type=String(64))
+    before_ca_sha256: str | None = Field(default=None, sa_type=String(64))
+    before_cert_sha256: str | None = Field(default=None, sa_type=String(64))
+    before_key_sha256: str | None = Field(default=None, sa_type=String(64))
 
 
 class PeerHeld(StoreBase, table=True):
@@ -320,6 +330,9 @@ EventAction = Literal[
     "abandon",
     "retry",
     "reconcile-skipped",
+    "restore",
+    "restore-refused",
+    "restore-failed",
 ]
 
 

@@ -130,15 +130,17 @@ def test_a_failed_push_sent_again_fails_then_pushes_and_is_verified(make_sqlite_
     )
     assert status == 200, body
     applied = json.loads(body)["task-id"]
-    seen: list[str | None] = []
+    seen: set[str | None] = set()
+
+    def forwarded() -> bool:
+        state = flower_state(url, auth, applied)
+        seen.add(state)
+        return state == "FORWARDED"
+
     try:
-        wait_until(
-            lambda: seen.append(flower_state(url, auth, applied)) or seen[-1] == "FORWARDED",
-            timeout=60,
-            what="the apply forwarded",
-        )
+        wait_until(forwarded, timeout=60, what="the apply forwarded")
     except TimeoutError as exc:
-        raise AssertionError(f"{exc}; Flower's states: {sorted(set(map(str, seen)))}") from None
+        raise AssertionError(f"{exc}; Flower's states: {sorted(map(str, seen))}") from None
     assert AsyncResult(applied, app=app).state == "FORWARDED"  # the result backend says the same
     wait_until(lambda: "sent on to 'push.lab'" in worker.log.read_text(), timeout=30, what="the forward")
     wait_until(

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from pipeline import store
+from pipeline.material import FilesBefore
 from pipeline.store.schema import alembic_config, script_directory
 from tests.e2e.conftest import T0, new_renewal, race
 
@@ -45,6 +46,32 @@ def test_a_write_then_its_restart_are_recorded_and_a_new_write_clears_the_restar
         assert _facts(engine, rid, "ftd-2") is None
         renewal = store.renewal(session=session, renewal_id=rid)
         assert renewal is not None and renewal.last_progress_utc == T2
+
+
+def test_what_the_peer_held_before_is_kept_from_the_first_write_only(engine: Engine) -> None:
+    """`sftrenew restore` checks the copies the push kept against the files as they were before the
+    renewal's first write: a later write (whose files are partly new already) never replaces that."""
+    first = FilesBefore("/var/sf/peers/u-1", ".sftrenew-20261203T000000Z.bak", "a" * 64, "b" * 64, "c" * 64)
+    later = FilesBefore("/var/sf/peers/u-1", ".sftrenew-20261203T000000Z.bak", "d" * 64, None, "e" * 64)
+    with Session(engine) as session:
+        rid = new_renewal(session).id
+        for device, now, before in (
+            ("ftd-1", T0, first),
+            ("ftd-1", T1, later),
+            ("ftd-1", T2, None),
+            ("ftd-2", T0, None),  # as an older sftrenew recorded it
+        ):
+            store.record_write_started(
+                session=session, renewal_id=rid, fmc="fmc-a", device=device, now=now, before=before
+            )
+    with Session(engine) as session:
+        rows = {
+            device: store.push_restart(session=session, renewal_id=rid, fmc="fmc-a", device=device)
+            for device in ("ftd-1", "ftd-2")
+        }
+    assert rows["ftd-1"] is not None and rows["ftd-1"].write_started_at_utc == T2
+    assert store.files_before(rows["ftd-1"]) == first
+    assert rows["ftd-2"] is not None and store.files_before(rows["ftd-2"]) is None
 
 
 def test_a_restart_without_a_write_or_a_write_on_an_unknown_fmc_is_refused(engine: Engine) -> None:

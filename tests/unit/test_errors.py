@@ -10,6 +10,7 @@ from pipeline import errors
 from pipeline.errors import (
     OUTPUT_TAIL_CHARS,
     AuthenticationFailedError,
+    BackupMismatchError,
     BadRecordError,
     CommandFailedError,
     ConfigError,
@@ -56,6 +57,9 @@ SAMPLES: list[SftrenewError] = [
     PushRefusedError.of(AuthenticationFailedError("ftd-001", "direct", "admin (sudo su)")),
     BadRecordError("r-1", "fmc-primary", "validate artifact validate.json", "ca_days_left: Field required"),
     LateDeliveryError("r-1", "fmc-primary", "ftd-001", "its renewal was abandoned"),
+    BackupMismatchError(
+        "ftd-001", "direct", "/var/sf/peers/8a1b", "cacert.pem.sftrenew-20261201T000000Z.bak is missing"
+    ),
 ]
 #: What each sample's failure is, as the record stores it (the strings records have always held).
 KINDS = {
@@ -75,6 +79,7 @@ KINDS = {
     PushRefusedError: ErrorKind.REFUSED,
     BadRecordError: ErrorKind.BAD_RECORD,
     LateDeliveryError: ErrorKind.LATE_DELIVERY,
+    BackupMismatchError: ErrorKind.BACKUP_MISMATCH,
 }
 BASES = (SftrenewError, DeviceError, RenewalError)
 
