@@ -136,6 +136,22 @@ def event_line(event: RenewalEvent) -> str:
     return f"{text}: {event.detail}" if event.detail else text
 
 
+def regenerated(fmcs: Sequence[RenewalFmc]) -> list[str]:
+    """The FMCs whose CA this renewal regenerated, or may have (its intent to run generate_certs.pl was
+    recorded): their peers are off the tunnel until they hold the new files."""
+    return [f.fmc for f in fmcs if f.regen_intent_at_utc is not None or f.ca_after_sha256 is not None]
+
+
+def not_verified(fmcs: Sequence[RenewalFmc], steps: Sequence[StepRun]) -> list[tuple[str, str]]:
+    """(FMC, device) for each peer of a regenerated FMC that its last verify did not verify (or that no
+    verify judged yet)."""
+    missing = []
+    for fmc in regenerated(fmcs):
+        lines = device_lines([s for s in steps if s.fmc == fmc])
+        missing += [(fmc, line.device) for line in lines if line.verdict != "verified"]
+    return missing
+
+
 def progress(fmcs: Sequence[RenewalFmc], steps: Sequence[StepRun]) -> tuple[int, int]:
     """(done, total) units of work: four control steps per FMC plus one settled push per device."""
     total = done = 0

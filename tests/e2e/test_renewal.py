@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from celery.result import AsyncResult
 from cryptography import x509
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from pipeline import store
@@ -113,6 +114,8 @@ def test_mixed_pair_then_retry_of_the_failed_device(make_env: MakeEnv) -> None:
         verdicts = {s.device: s.state for s in env.steps(renewal_id) if s.step == "verify" and s.device}
         assert verdicts["ftd-004"] == "failed" and verdicts["ftd-002"] == "succeeded"
     runs = {fmc: generate_runs(env.lab, fmc) for fmc in ("fmc-primary", "fmc-secondary")}
+    # Monitoring sees the new CAs and the renewal that left ftd-004 behind, once per FMC.
+    assert _monitored(env, renewal_id) == ("partial", 2)
 
     env.lab.set_knobs("ftd-004", direct="open")  # the operator fixed the route
     retried = env.sftrenew("retry", renewal_id, "--device", "ftd-004", "--by", "alice")
@@ -121,9 +124,35 @@ def test_mixed_pair_then_retry_of_the_failed_device(make_env: MakeEnv) -> None:
     assert {fmc: generate_runs(env.lab, fmc) for fmc in runs} == runs  # no second generate_certs.pl
     last = env.last_push(renewal_id, "fmc-primary", "ftd-004")
     assert last.state == "succeeded" and last.who == "alice"
+    assert _monitored(env, renewal_id) == ("succeeded", 0)
     env.lab.restart_sftunnel("ftd-004")
     assert env.lab.connected("fmc-primary", "ftd-004") and env.lab.connected("fmc-secondary", "ftd-004")
     _assert_no_secret_in_shell_history(env)
+
+
+def _monitored(env: RenewalEnv, renewal_id: str) -> tuple[str, float]:
+    """`check --json --prometheus FILE` after a renewal: both CAs new (OK), the JSON and the textfile (parsed
+    by Prometheus's own parser) agree; the last renewal's state and devices not verified."""
+    textfile = env.directory / "sftrenew.prom"
+    checked = env.sftrenew("check", "--json", "--prometheus", str(textfile))
+    assert checked.returncode == 0, checked.stderr
+    doc = json.loads(checked.stdout)
+    assert doc["status"] == "OK" and [c["days_left"] > 3000 for c in doc["cas"]] == [True, True]
+    (last,) = doc["last_renewals"]
+    assert last["renewal"] == renewal_id
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(textfile.read_text())
+        for s in family.samples
+    }
+    assert got[("sftrenew_ca_days_left", (("fmc", "fmc-primary"), ("pair", "lab")))] > 3000
+    assert got[("sftrenew_last_renewal_state", (("pair", "lab"), ("state", last["state"])))] == 1
+    missing = got[("sftrenew_last_renewal_devices_not_verified", (("pair", "lab"),))]
+    assert missing == last["devices_not_verified"]
+    assert not list(env.directory.glob("*.prom.*"))  # written whole: no temporary file left
+    plain = env.sftrenew("check")
+    assert plain.stdout.startswith("SFTRENEW OK - 2 InternalCA(s): 2 ok; soonest lab/fmc-")
+    return str(last["state"]), missing
 
 
 def _assert_no_secret_in_shell_history(env: RenewalEnv) -> None:
