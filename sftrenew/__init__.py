@@ -14,6 +14,8 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
 
 from pipeline.errors import ConfigError, InventoryError, SftrenewError
 from pipeline.settings import load_settings
@@ -28,11 +30,24 @@ EXIT_UNREACHABLE = 4
 EXIT_INTERNAL = 70
 
 
+#: The commands that read the inventory, which take `--inventory PATH` (else SFTRENEW_INVENTORY).
+READS_INVENTORY = ("enqueue", "retry", "approve", "restore", "plan", "check", "worker", "reconcile")
+#: The long-running services: their logs are the libraries' too (Celery, Flower, the lab's asyncssh).
+SERVICES = ("worker", "flower", "lab", "demo")
+#: The loggers an operator's command shows without --debug: sftrenew's own, not paramiko's or Celery's.
+OWN_LOGGERS = ("sftrenew", "pipeline", "tasks", "workers")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sftrenew", description="Renew the FMC InternalCA and bring every FTD back onto sftunnel."
     )
-    parser.add_argument("--debug", action="store_true", help="log at debug level and show tracebacks")
+    parser.add_argument("--version", action="version", version=f"sftrenew {_version()}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="log at debug level (the libraries' lines too) and show tracebacks",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     renewals.add_commands(sub)
     approvals.add_commands(sub)
@@ -41,14 +56,44 @@ def build_parser() -> argparse.ArgumentParser:
     services.add_commands(sub)
     demo.add_command(sub)
     sub.choices["demo"].set_defaults(preflight=services.demo_preflight)
+    for name in READS_INVENTORY:
+        sub.choices[name].add_argument(
+            "--inventory", type=Path, metavar="PATH", help="the inventory file (default: $SFTRENEW_INVENTORY)"
+        )
     return parser
+
+
+def _version() -> str:
+    try:
+        return metadata.version("sftrenew")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if args.debug or args.command in SERVICES:
+        return
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_OwnLoggers())
+
+
+class _OwnLoggers(logging.Filter):
+    """Keeps a record whose logger is sftrenew's (paramiko's "Secsh channel open FAILED" is not an
+    operator's business: the error it leads to says what failed, in sftrenew's words)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.split(".")[0] in OWN_LOGGERS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(args)
+    if getattr(args, "inventory", None) is not None:
+        # One way in for the settings: the flag is the variable, for this process and those it starts.
+        os.environ["SFTRENEW_INVENTORY"] = str(args.inventory)
     input_exit: int = getattr(args, "input_exit", EXIT_USAGE)
     try:
         settings = load_settings(os.environ)
