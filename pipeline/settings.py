@@ -151,6 +151,9 @@ class Settings(BaseModel):
     database_url: SecretUrl = SecretUrl("sqlite:///sftrenew.db")
     #: Seals private keys in the artifact store (URL-safe base64 of 32 bytes; `store.new_artifact_key()`).
     artifact_key: SecretStr | None = None
+    #: Apprise URLs (separated by spaces or commas) told when a renewal awaits approval or ends, or `check
+    #: --notify` finds a CA due: secret, as such URLs carry tokens and passwords.
+    notify: SecretStr | None = None
 
 
 _ENV_FIELDS: Mapping[str, tuple[str, ...]] = {
@@ -170,6 +173,7 @@ _ENV_FIELDS: Mapping[str, tuple[str, ...]] = {
     "REQUIRE_APPROVAL": ("require_approval",),
     "DATABASE_URL": ("database_url",),
     "ARTIFACT_KEY": ("artifact_key",),
+    "NOTIFY": ("notify",),
     "INVENTORY": ("inventory",),
     "BROKER_URL": ("celery", "broker_url"),
     "RESULT_BACKEND": ("celery", "result_backend"),
@@ -192,7 +196,14 @@ SETTINGS_VARIABLES = frozenset(ENV_PREFIX + suffix for suffix in _ENV_FIELDS)
 #: (`sftrenew.environments`).
 SECRET_VARIABLES = frozenset(
     ENV_PREFIX + suffix
-    for suffix in ("DATABASE_URL", "BROKER_URL", "RESULT_BACKEND", "ARTIFACT_KEY", "FLOWER_PASSWORD")
+    for suffix in (
+        "DATABASE_URL",
+        "BROKER_URL",
+        "RESULT_BACKEND",
+        "ARTIFACT_KEY",
+        "FLOWER_PASSWORD",
+        "NOTIFY",
+    )
 )
 
 

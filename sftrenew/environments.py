@@ -5,7 +5,8 @@ A process gets the environment it is started from, less the secrets it does not 
 
 | role      | the secrets it gets                                                                        |
 |-----------|--------------------------------------------------------------------------------------------|
-| `worker`  | the devices' passwords, the database, the broker and result backend, the artifact key      |
+| `worker`  | the devices' passwords, the database, the broker and result backend, the artifact key, the |
+|           | notification URLs (`SFTRENEW_NOTIFY`)                                                      |
 | `flower`  | its own password, the broker and result backend (the same Redis)                           |
 | `command` | an operator's command (`enqueue`, `status`, `retry`, `plan`, `check`): as a worker         |
 
@@ -34,9 +35,9 @@ _BACKENDS = frozenset(ENV_PREFIX + name for name in ("DATABASE_URL", "BROKER_URL
 _REDIS = frozenset(ENV_PREFIX + name for name in ("BROKER_URL", "RESULT_BACKEND"))
 #: Per role, which of the restricted variables it gets.
 ROLE_VARIABLES: Mapping[Role, frozenset[str]] = {
-    "worker": _BACKENDS | {ENV_PREFIX + "ARTIFACT_KEY", INVENTORY},
+    "worker": _BACKENDS | {ENV_PREFIX + "ARTIFACT_KEY", INVENTORY, ENV_PREFIX + "NOTIFY"},
     "flower": _REDIS | {ENV_PREFIX + "FLOWER_PASSWORD"},
-    "command": _BACKENDS | {ENV_PREFIX + "ARTIFACT_KEY", INVENTORY},
+    "command": _BACKENDS | {ENV_PREFIX + "ARTIFACT_KEY", INVENTORY, ENV_PREFIX + "NOTIFY"},
 }
 #: The roles that log in to devices, and so get the devices' passwords.
 DEVICE_ROLES: frozenset[Role] = frozenset({"worker", "command"})

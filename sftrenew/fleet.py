@@ -11,15 +11,16 @@ from typing import Any
 
 from prometheus_client import write_to_textfile
 
-from pipeline import monitoring, report, store
+from pipeline import monitoring, notices, report, store
 from pipeline.certs import CertFacts
 from pipeline.devicepaths import CA_CERT
 from pipeline.devices.factory import SessionFactory
-from pipeline.errors import DeviceError, SftrenewError
+from pipeline.errors import ConfigError, DeviceError, SftrenewError
 from pipeline.secrets import SecretResolver
 from pipeline.settings import Settings
 from sftrenew.planning import plan_pair
 from sftrenew.renewals import check_devices, engine_of, inventory_of
+from tasks.notify import notify
 
 Sub = Any
 
@@ -45,6 +46,11 @@ def add_commands(sub: Sub) -> None:
         metavar="FILE",
         type=Path,
         help="also write a node-exporter textfile (written whole: a temporary file renamed over FILE)",
+    )
+    check.add_argument(
+        "--notify",
+        action="store_true",
+        help="tell SFTRENEW_NOTIFY when a CA is within --warn-days (or could not be read)",
     )
     # Monitoring reads 2 as CRITICAL: a check that could not look (bad settings, inventory or secrets) is
     # UNKNOWN.
@@ -75,6 +81,8 @@ def _plan(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
+    if args.notify and not (settings.notify and notices.notify_urls(settings.notify.get_secret_value())):
+        raise ConfigError("--notify: SFTRENEW_NOTIFY is not set; give it apprise URLs (docs/cli.md)")
     factory, inventory = _factory(settings, args.pair)
     pairs = [inventory.pair(args.pair)] if args.pair else list(inventory.pairs.values())
     now = datetime.now(UTC)
@@ -84,6 +92,9 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
     renewals = _last_renewals(settings, [p.name for p in pairs]) if args.json or args.prometheus else None
     if args.prometheus is not None:
         write_to_textfile(str(args.prometheus), monitoring.prometheus_registry(result, renewals))
+    due = notices.cas_due(result) if args.notify else None
+    if due is not None and not notify(settings, due):
+        print("sftrenew: warning: the notification was not sent (see the log above)", file=sys.stderr)
     if args.json:
         print(monitoring.check_json(result, renewals))
     else:

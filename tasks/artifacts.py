@@ -158,6 +158,13 @@ def awaiting_approval(ctx: Context, renewal_id: str) -> bool:
         return store.awaiting_approval(session=db, renewal_id=renewal_id)
 
 
+def pair_name(ctx: Context, renewal_id: str) -> str:
+    """The name of the pair the renewal renews (what a notice names)."""
+    with ctx.db() as db:
+        row = store.renewal(session=db, renewal_id=renewal_id)
+    return row.pair if row is not None else "?"
+
+
 def paused(ctx: Context, renewal_id: str) -> bool:
     """Paused by someone (`sftrenew pause`) and not resumed: no push starts, verify waits."""
     with ctx.db() as db:

@@ -19,12 +19,14 @@ from celery import chain, current_app, group
 from celery.canvas import Signature
 from sqlmodel import Session
 
-from pipeline import flow, store
+from pipeline import flow, notices, report, store
 from pipeline.inventory import FmcPair, Ftd
+from pipeline.notices import Notice
 from pipeline.steps.validate import peers_of
-from pipeline.store import RenewalFmc, StepRun
+from pipeline.store import RenewalFmc, RenewalState, StepRun
 from tasks import record
 from tasks.context import Context
+from tasks.notify import notify
 from tasks.queues import CONTROL_QUEUE, push_queue
 
 
@@ -142,11 +144,12 @@ def records(db: Session, renewal_id: str, *, progress: bool = False) -> tuple[fl
 def advance(ctx: Context, renewal_id: str, pair: FmcPair) -> str:
     """After an FMC finished (or at enqueue): do what `flow.after_fmc` says (start the next pending FMC, wait,
     or end the renewal). Returns what it did, for the caller's log and result."""
+    ended: Notice | None = None
     with ctx.db() as db:
         decided = flow.after_fmc(records(db, renewal_id))
         match decided:
             case flow.Stop() | flow.Finish():
-                store.finish_renewal(session=db, renewal_id=renewal_id, state=decided.outcome, now=ctx.now())
+                ended = _finish(db, ctx, renewal_id, pair.name, decided.outcome)
             case flow.Start(fmc=fmc):
                 # Two verifies finishing the previous FMC, or a verify and the reconciler, may both decide to
                 # start it: the database lets one of them.
@@ -154,7 +157,22 @@ def advance(ctx: Context, renewal_id: str, pair: FmcPair) -> str:
                     return f"{fmc} already started"
                 store.mark_running(session=db, renewal_id=renewal_id, now=ctx.now())
                 build_canvas(renewal_id, pair, fmc).apply_async()
+    if ended is not None:  # once committed: told of an end that stands
+        notify(ctx.settings, ended)
     return str(decided)
+
+
+def _finish(db: Session, ctx: Context, renewal_id: str, pair: str, outcome: RenewalState) -> Notice | None:
+    """End the renewal; the notice of its end when this call ended it (not when a twin call, a verify and
+    the reconciler, say, had already)."""
+    row = store.renewal(session=db, renewal_id=renewal_id)
+    was_active = row is not None and flow.takes_step(row.state)
+    store.finish_renewal(session=db, renewal_id=renewal_id, state=outcome, now=ctx.now())
+    if not was_active:
+        return None
+    fmcs = store.fmcs_of(session=db, renewal_id=renewal_id)
+    missing = report.not_verified(fmcs, store.steps_of(session=db, renewal_id=renewal_id))
+    return notices.renewal_ended(renewal_id, pair, outcome, missing)
 
 
 def send(ctx: Context, renewal_id: str, pair: FmcPair, decided: flow.Resume | None) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from pipeline import flow
+from pipeline import flow, notices
 from pipeline.devicepaths import CA_CERT
 from pipeline.errors import StrandedDevicesError
 from pipeline.steps.backup import backup
@@ -27,6 +27,7 @@ from tasks import artifacts, pushing
 from tasks.context import context
 from tasks.control import IGNORED_MESSAGE, control_run, stand_aside
 from tasks.flow import push_step, send, shadow
+from tasks.notify import notify
 from tasks.routing import expected_queue
 
 Result = dict[str, Any]
@@ -90,6 +91,10 @@ def regenerate_task(self: Task, renewal_id: str, fmc: str) -> Result:
     token = str(self.request.id)
     if artifacts.awaiting_approval(context(), renewal_id):
         # Held for approval: the chain stops here (nothing recorded); `sftrenew approve` sends this step.
+        notify(
+            context().settings,
+            notices.awaiting_approval(renewal_id, artifacts.pair_name(context(), renewal_id), fmc),
+        )
         stand_aside(
             f"renewal {renewal_id} awaits approval: `sftrenew approve {renewal_id}` regenerates", "held"
         )
