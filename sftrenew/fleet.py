@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ CHECK_UNKNOWN = monitoring.UNKNOWN
 def add_commands(sub: Sub) -> None:
     plan = sub.add_parser("plan", help="validate against the live fleet and say what a renewal would do")
     plan.add_argument("--pair", required=True)
+    plan.add_argument("--json", action="store_true", help="print the plan as a JSON document (docs/cli.md)")
     plan.set_defaults(run=_plan)
 
     check = sub.add_parser(
@@ -67,9 +69,12 @@ def _factory(settings: Settings, pair: str | None) -> tuple[SessionFactory, Any]
 def _plan(args: argparse.Namespace, settings: Settings) -> int:
     factory, inventory = _factory(settings, args.pair)
     planned = plan_pair(factory, inventory.pair(args.pair), settings)
-    print("\n".join(planned.lines()))
     stranded = bool(planned.plan.stranded)
     refused = any(f.refused for f in planned.plan.fmcs) or bool(planned.jump_refusals())
+    if args.json:
+        print(json.dumps(planned.document(), indent=2))
+        return 1 if stranded or refused else 0
+    print("\n".join(planned.lines()))
     if stranded:
         print("some devices would be stranded: give them a route (or a live tunnel) before renewing")
     if refused:

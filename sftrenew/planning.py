@@ -17,6 +17,9 @@ from pipeline.plan import RenewalPlan, plan_renewal
 from pipeline.settings import Settings
 from pipeline.steps.validate import ValidateOutcome, peers_of, validate
 
+#: `plan --json`'s shape; a change that breaks a reader gets a new number.
+PLAN_SCHEMA = "sftrenew.plan/1"
+
 
 @dataclass(frozen=True)
 class PairPlan:
@@ -37,6 +40,34 @@ class PairPlan:
                 for jump, kind in sorted(jump_refusals(facts).items())
             )
         return out
+
+    def document(self) -> dict[str, object]:
+        """The plan as `plan --json` prints it (shape `PLAN_SCHEMA`, docs/cli.md)."""
+        return {
+            "schema": PLAN_SCHEMA,
+            "pair": self.pair.name,
+            "stranded": list(self.plan.stranded),
+            "fmcs": [
+                {
+                    "fmc": fmc.name,
+                    "role": fmc.role,
+                    "ca_sha256": facts.ca_sha256,
+                    "ca_days_left": facts.ca_days_left,
+                    "jump_refusals": jump_refusals(facts),
+                    "peers": [
+                        {
+                            "name": peer.name,
+                            "action": peer.action.name.lower(),
+                            "tunnel": peer.tunnel,
+                            "routes": [str(route) for route in peer.routes],
+                            "refusal": peer.refusal,
+                        }
+                        for peer in fmc_plan.peers
+                    ],
+                }
+                for fmc, facts, fmc_plan in zip(self.pair.fmcs, self.facts, self.plan.fmcs, strict=True)
+            ],
+        }
 
     def jump_refusals(self) -> dict[str, str]:
         """Every jump server that refused a login while planning, with the refusal's kind."""

@@ -3,6 +3,7 @@ an operator's command that shows sftrenew's lines only (the libraries' with `--d
 
 from __future__ import annotations
 
+import json
 import subprocess
 from importlib import metadata
 
@@ -38,6 +39,17 @@ def test_version_inventory_flag_and_quiet_libraries(make_sqlite_env: MakeEnv) ->
     assert "paramiko" not in flagged.stderr, flagged.stderr
     debug = run(env, "--debug", "plan", "--pair", "lab", "--inventory", inventory, inventory_variable=False)
     assert "paramiko" in debug.stderr
+
+    as_json = run(env, "plan", "--pair", "lab", "--json")
+    assert as_json.returncode == 1, as_json.stderr
+    plan = json.loads(as_json.stdout)
+    assert plan["schema"] == "sftrenew.plan/1" and plan["pair"] == "lab" and plan["stranded"] == ["ftd-004"]
+    primary = plan["fmcs"][0]
+    assert (primary["fmc"], primary["role"]) == ("fmc-primary", "primary") and primary["ca_days_left"] < 0
+    peers = {peer["name"]: peer for peer in primary["peers"]}
+    assert peers["ftd-004"]["action"] == "stranded" and peers["ftd-004"]["routes"] == []
+    assert peers["ftd-003"]["action"] == "push" and peers["ftd-003"]["routes"] == ["via jump-1"]
+    assert peers["ftd-001"]["action"] == "live_push" and peers["ftd-001"]["tunnel"] == "up"
 
     missing = run(env, "check", "--inventory", inventory + ".typo", inventory_variable=False)
     assert missing.returncode == 3 and ".typo" in missing.stderr  # check's bad input is UNKNOWN
