@@ -23,7 +23,7 @@ from sqlmodel import Session
 
 from pipeline import flow, store
 from pipeline.devices.factory import SessionFactory
-from pipeline.errors import BackupMismatchError, DeviceError
+from pipeline.errors import BackupMismatchError, ConfigError, DeviceError
 from pipeline.material import FilesBefore
 from pipeline.secrets import SecretResolver
 from pipeline.settings import Settings
@@ -89,14 +89,14 @@ def _target(db: Session, renewal_id: str, fmc: str, device: str) -> Target:
     """What to restore, from the record; RefusedError for anything the record alone refuses."""
     row = store.renewal(session=db, renewal_id=renewal_id)
     if row is None:
-        raise RefusedError(f"no renewal {renewal_id}; `sftrenew history` lists them")
+        raise ConfigError(f"no renewal {renewal_id}; `sftrenew history` lists them")
     fmcs = [f.fmc for f in store.fmcs_of(session=db, renewal_id=row.id)]
     if fmc not in fmcs:
-        raise RefusedError(f"renewal {row.id} has no FMC {fmc!r}; its FMCs: {', '.join(fmcs) or 'none'}")
+        raise ConfigError(f"renewal {row.id} has no FMC {fmc!r}; its FMCs: {', '.join(fmcs) or 'none'}")
     steps = store.steps_of(session=db, renewal_id=row.id)
     devices = sorted({s.device for s in steps if s.fmc == fmc and s.step == "push" and s.device})
     if device not in devices:
-        raise RefusedError(
+        raise ConfigError(
             f"renewal {row.id} pushed to no device {device!r} for {fmc}; its devices there: "
             f"{', '.join(devices) or 'none'} (`sftrenew status {row.id}`)"
         )

@@ -48,9 +48,9 @@ def test_restore_puts_one_device_back_and_refuses_what_it_cannot_trust(make_sqli
         return done.returncode, done.stdout + done.stderr
 
     code, said = restore("ftd-999")
-    assert code == 1 and "no device 'ftd-999'" in said and "ftd-001" in said, said
+    assert code == 2 and "no device 'ftd-999'" in said and "ftd-001" in said, said  # names nothing: bad input
     code, said = restore("ftd-001", "fmc-nowhere")
-    assert code == 1 and "no FMC 'fmc-nowhere'" in said, said
+    assert code == 2 and "no FMC 'fmc-nowhere'" in said, said
     code, said = restore("ftd-002")  # its files came over its live tunnel: this renewal never wrote them
     assert code == 1 and "never wrote ftd-002's files for fmc-primary" in said, said
 
