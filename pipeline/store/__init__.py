@@ -35,7 +35,13 @@ from pipeline.store.renewals import (
     start_renewal,
     touch,
 )
-from pipeline.store.restarts import files_before, push_restart, record_restarted, record_write_started
+from pipeline.store.restarts import (
+    files_before,
+    push_restart,
+    record_restarted,
+    record_write_started,
+    restarts_of,
+)
 from pipeline.store.rounds import (
     claim_verify,
     open_push_round,
@@ -118,6 +124,7 @@ __all__ = [
     "record_write_started",
     "renewal",
     "renewal_fmc",
+    "restarts_of",
     "resume_renewal",
     "round_complete",
     "set_fmc_state",

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, Update, and_, case, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, SQLModel, col
+from sqlmodel import Session, SQLModel, col, select
 
 from pipeline.material import FilesBefore
 from pipeline.store.fmcs import renewal_fmc
@@ -55,6 +55,12 @@ def _is_row(renewal_id: str, fmc: str, device: str) -> ColumnElement[bool]:
 def push_restart(*, session: Session, renewal_id: str, fmc: str, device: str) -> PushRestart | None:
     """The facts recorded for the device's push from `fmc` (None: this renewal never began writing there)."""
     return session.get(PushRestart, (renewal_id, fmc, device))
+
+
+def restarts_of(*, session: Session, renewal_id: str) -> list[PushRestart]:
+    """Every push fact of the renewal (each FMC, each device that was written), by FMC then device."""
+    query = select(PushRestart).where(col(PushRestart.renewal_id) == renewal_id)
+    return list(session.exec(query.order_by(col(PushRestart.fmc), col(PushRestart.device))).all())
 
 
 def record_write_started(

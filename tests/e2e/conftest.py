@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 from pydantic import SecretStr
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -220,3 +222,34 @@ def make_sqlite_env(
     make_lab: MakeLab, redis_server: RedisServer, sqlite_database: tuple[Engine, str], tmp_path: Path
 ) -> Iterator[MakeEnv]:
     yield from _make_env(make_lab, redis_server, sqlite_database, tmp_path)
+
+
+# ------------------------------------------------------- a real browser (the Flower page, the evidence pack)
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# What the machine's own probe uses: without the background-networking flags, Chromium tries hosts that
+# this closed network refuses.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright (no browser download)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"Chromium is not installed ({CHROMIUM}): `apt-get install chromium` (./run test does, as root)",
+            pytrace=False,
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
