@@ -97,7 +97,7 @@ def _document(c: _Checker, root: yaml.Node) -> Inventory:
 def _credential(c: _Checker, key: yaml.Node, node: yaml.Node, path: str, refs: _Refs) -> Credential:
     fields = c.fields(node, path, required=("username", "password"))
     return Credential(
-        name=c.text(key, path, _bad_name),
+        name=c.text(key, path, bad_name),
         username=c.text(fields.get("username"), f"{path}.username"),
         password=_secret_ref(c, fields.get("password"), f"{path}.password", refs),
     )
@@ -127,7 +127,7 @@ def _secret_ref(c: _Checker, node: yaml.Node | None, path: str, refs: _Refs) -> 
 def _endpoint(c: _Checker, fields: dict[str, yaml.Node], path: str, refs: _Refs) -> tuple[str, int, str]:
     """Host, port and credential: what every device and jump server has."""
     return (
-        c.text(fields.get("host"), f"{path}.host", _bad_host),
+        c.text(fields.get("host"), f"{path}.host", bad_host),
         c.port(fields.get("port"), f"{path}.port"),
         c.reference(
             fields.get("credential"),
@@ -167,13 +167,13 @@ def _ftd(c: _Checker, node: yaml.Node, path: str, refs: _Refs) -> Ftd:
         if "jump" in fields
         else None
     )
-    site = c.text(fields["site"], f"{path}.site", _bad_name) if "site" in fields else None
+    site = c.text(fields["site"], f"{path}.site", bad_name) if "site" in fields else None
     uuid = c.uuid(fields["uuid"], f"{path}.uuid") if "uuid" in fields else None
     return Ftd(name=name, host=host, port=port, credential=credential, jump=jump, site=site, uuid=uuid)
 
 
 def _pair(c: _Checker, key: yaml.Node, node: yaml.Node, path: str, refs: _Refs) -> FmcPair:
-    name = c.text(key, path, _bad_name)
+    name = c.text(key, path, bad_name)
     fields = c.fields(node, path, required=("primary", "secondary"), optional=("ftds",))
     primary = _fmc(c, fields.get("primary"), f"{path}.primary", refs, "primary")
     secondary = _fmc(c, fields.get("secondary"), f"{path}.secondary", refs, "secondary")
@@ -210,14 +210,15 @@ _MISSING_FIX = {
 }
 
 
-def _bad_name(value: str) -> str | None:
+def bad_name(value: str) -> str | None:
+    """Why `value` cannot be a device, pair, credential or site name; None when it can."""
     if _NAME_RE.match(value):
         return None
     fix = "use letters, digits, '.', '_' and '-', starting with a letter or digit"
     return f"'{value}' is not a valid name; {fix}"
 
 
-def _bad_host(value: str) -> str | None:
+def bad_host(value: str) -> str | None:
     """A host is an IP address or a DNS name (RFC 1123): never an option for ssh (`-o...`), never a typo
     such as `999.999.1.1`."""
     if any(c.isspace() for c in value):
@@ -238,7 +239,8 @@ def _bad_host(value: str) -> str | None:
     return None
 
 
-def _bad_uuid(value: str) -> str | None:
+def bad_uuid(value: str) -> str | None:
+    """Why `value` is not a UUID as the inventory writes it (lower-case 8-4-4-4-12); None when it is."""
     if _UUID_RE.match(value):
         return None
     fix = "write it in lower case" if _UUID_RE.match(value.lower()) else "use the 8-4-4-4-12 hex form"
@@ -253,13 +255,13 @@ class _Checker(Checker):
     """`yamlcheck.Checker` plus the inventory's own values: device names, UUIDs, ports and the version."""
 
     def device_name(self, node: yaml.Node | None, path: str) -> str:
-        value = self.text(node, path, _bad_name)
+        value = self.text(node, path, bad_name)
         if node is not None and value:
             self.unique("device name", value, node, path, scope="FMCs, FTDs and jump servers")
         return value
 
     def uuid(self, node: yaml.Node, path: str) -> str:
-        value = self.text(node, path, _bad_uuid)
+        value = self.text(node, path, bad_uuid)
         if value:
             self.unique("UUID", value, node, path, scope="the inventory")
         return value

@@ -20,7 +20,7 @@ from pathlib import Path
 from pipeline.errors import ConfigError, InventoryError, SftrenewError
 from pipeline.settings import load_settings
 from pipeline.store.checks import ServiceUnreachableError
-from sftrenew import approvals, demo, fleet, renewals, reporting, restoring, services
+from sftrenew import approvals, demo, fleet, inventory_cmd, renewals, reporting, restoring, services
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     restoring.add_commands(sub)
     reporting.add_commands(sub)
     fleet.add_commands(sub)
+    inventory_cmd.add_commands(sub)
     services.add_commands(sub)
     demo.add_command(sub)
     sub.choices["demo"].set_defaults(preflight=services.demo_preflight)

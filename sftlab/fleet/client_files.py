@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from sftlab.fleet.layout import write_file_atomic
+from sftlab.fleet.pki import cert_pem
 from sftlab.fleet.spec import FMC_NAMES, JUMP, PRIMARY, SECONDARY
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ SITE = "lab"
 ADMIN_CREDENTIAL = "fleet-admin"
 JUMP_CREDENTIAL = "jump"
 JUMP_USER = "operator"
+#: Both FMCs' self-signed HTTPS certificates: what a REST client verifies them with.
+REST_CA_FILE = "rest-ca.pem"
 
 
 def known_hosts_line(device: LabDevice) -> str:
@@ -71,6 +74,7 @@ def lab_data(fleet: Fleet) -> dict[str, Any]:
         "known_hosts": str(fleet.directory / "known_hosts"),
         "secrets_file": str(fleet.directory / "secrets.yaml"),
         "control_socket": str(fleet.control_server.path),
+        "rest_ca_file": str(fleet.directory / REST_CA_FILE),
         "pair": PAIR_NAME,
         "devices": [
             {
@@ -81,6 +85,7 @@ def lab_data(fleet: Fleet) -> dict[str, Any]:
                 "port": d.port,
                 "root": str(d.root),
                 "knobs": d.knobs.model_dump(),
+                "rest_port": d.rest.port if d.rest is not None else None,
             }
             for d in fleet.devices.values()
         ],
@@ -95,6 +100,8 @@ def write_client_files(fleet: Fleet) -> None:
     write_file_atomic(directory / "secrets.yaml", yaml.safe_dump(secrets).encode(), mode=0o600)
     lines = "".join(known_hosts_line(d) for d in fleet.devices.values())
     write_file_atomic(directory / "known_hosts", lines.encode())
+    certs = [d.rest_cert for d in fleet.devices.values() if d.rest_cert is not None]
+    write_file_atomic(directory / REST_CA_FILE, b"".join(cert_pem(cert) for cert in certs))
     write_file_atomic(directory / "lab.json", (json.dumps(lab_data(fleet), indent=2) + "\n").encode())
     text = "# Written by `sftrenew lab serve`: the lab fleet in sftrenew's inventory format.\n"
     text += yaml.safe_dump(inventory_data(fleet), sort_keys=False)

@@ -27,7 +27,9 @@ from sftlab.fleet.keys import KeyPool, default_cache_dir
 from sftlab.fleet.layout import DEVICE_PREFIXES, DeviceTree
 from sftlab.fleet.running import Fleet, LabDevice, Role
 from sftlab.fleet.seed import FleetFiles, FmcPlan, Identity, seed_fleet
-from sftlab.fleet.spec import FMC_NAMES, JUMP, PRIMARY, LabSpec, resolve
+from sftlab.fleet.spec import FMC_NAMES, JUMP, PRIMARY, Knobs, LabSpec, resolve
+from sftlab.rest.api import FmcRestApi
+from sftlab.rest.server import RestServer, self_signed_cert, server_context
 from sftlab.shell.jump import listen_jump
 from sftlab.shell.pathmap import PathMap
 from sftlab.shell.routes import FrontDoor
@@ -124,7 +126,47 @@ async def _build(
         if fmc != name
     ]
     await fleet.hub.connect_all(predate_expiry=lab.predates_expiry, down_at_start=down)
+    await _start_rest(fleet)
     write_client_files(fleet)
+
+
+async def _start_rest(fleet: Fleet) -> None:
+    """Each FMC's REST API over HTTPS (docs/lab.md), with its own self-signed certificate; both
+    certificates go to `rest-ca.pem` (client_files), the file a client verifies them with."""
+    keys = await asyncio.get_running_loop().run_in_executor(None, fleet.keys.take, len(FMC_NAMES))
+    now = datetime.now(UTC)
+    for name, key in zip(FMC_NAMES, keys, strict=True):
+        device = fleet.devices[name]
+        folder = fleet.directory / "rest" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        device.rest_cert = self_signed_cert(key, name, device.ip, now)
+        api = FmcRestApi(
+            host=device.ip,
+            password_of=functools.partial(_rest_password, fleet, name),
+            devices=functools.partial(_managed_ftds, fleet),
+            knobs=functools.partial(_knobs_of, device),
+        )
+        device.rest = RestServer(api, server_context(folder, key, device.rest_cert))
+        api.host = f"{device.ip}:{await device.rest.start(device.ip)}"
+
+
+def _knobs_of(device: LabDevice) -> Knobs:
+    return device.knobs
+
+
+def _rest_password(fleet: Fleet, name: str, user: str) -> str | None:
+    """The FMC's REST login is its admin's (the password the device accepts now)."""
+    device = fleet.devices[name]
+    return fleet.device_password(name, device.knobs) if user == device.endpoint.login_user else None
+
+
+def _managed_ftds(fleet: Fleet) -> list[dict[str, str]]:
+    version, _, model = FTD_VERSION
+    return [
+        {"id": d.uuid, "name": d.name, "hostName": d.ip, "model": model, "sw_version": version}
+        for d in fleet.devices.values()
+        if d.kind == "ftd"
+    ]
 
 
 def _identity(name: str, device_uuid: str, ip: str) -> Identity:

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Literal
 
 import asyncssh
+from cryptography import x509
 
 from sftlab.fleet.keys import KeyPool
 from sftlab.fleet.layout import DeviceTree, write_file_atomic
 from sftlab.fleet.spec import JUMP, Knobs, ResolvedLab
+from sftlab.rest.server import RestServer
 from sftlab.shell.jump import Address
 from sftlab.shell.routes import FrontDoor
 from sftlab.shell.session import Endpoint
@@ -48,6 +50,9 @@ class LabDevice:
     back: asyncssh.SSHAcceptor | None = None
     back_port: int | None = None
     jump_acceptor: asyncssh.SSHAcceptor | None = None
+    #: FMCs only: the REST API over HTTPS (`sftlab.rest`), and its self-signed certificate.
+    rest: RestServer | None = None
+    rest_cert: x509.Certificate | None = None
 
     @property
     def kind(self) -> Literal["fmc", "ftd", "jump"]:
@@ -166,9 +171,16 @@ class Fleet:
         }
         write_file_atomic(path, (json.dumps(data) + "\n").encode())
 
+    def rest_statuses(self, name: str) -> dict[int, int]:
+        """What the FMC's REST API answered so far, by HTTP status (a copy)."""
+        rest = self.devices[name].rest
+        return dict(rest.api.statuses) if rest is not None else {}
+
     async def stop(self) -> None:
         """Close every listener, session, shell and tunnel; nothing is left running."""
         for device in self.devices.values():
+            if device.rest is not None:
+                await device.rest.close()
             for session in list(device.endpoint.sessions):
                 session.abort()
             for conn in list(device.endpoint.connections):

@@ -56,6 +56,12 @@ class Knobs(BaseModel):
     #: FMCs only: `v1` makes the InternalCA an X.509 v1 certificate with serial 0 and no extensions, as
     #: `openssl x509 -req -set_serial 0` makes it (device-facts 6.1, 12), before and after generate_certs.pl.
     ca_format: CaFormat = "v3"
+    #: FMCs only: the REST API's access-token lifetime, and its rate limit (requests per user per window).
+    rest_token_ttl_s: Annotated[float, Field(gt=0)] = 1800.0
+    rest_rate_limit: Annotated[int, Field(ge=1)] = 120
+    rest_rate_window_s: Annotated[float, Field(gt=0)] = 60.0
+    #: FMCs only: whether a 429 carries `Retry-After` (whether a real FMC sends it is not documented).
+    rest_retry_after: bool = False
 
 
 class KnobOverrides(BaseModel):
@@ -77,6 +83,10 @@ class KnobOverrides(BaseModel):
     ca_days_left: Annotated[int, Field(ge=-36_500, le=36_500)] | None = None
     restart: Restart | None = None
     ca_format: CaFormat | None = None
+    rest_token_ttl_s: Annotated[float, Field(gt=0)] | None = None
+    rest_rate_limit: Annotated[int, Field(ge=1)] | None = None
+    rest_rate_window_s: Annotated[float, Field(gt=0)] | None = None
+    rest_retry_after: bool | None = None
 
     def apply(self, knobs: Knobs) -> Knobs:
         return knobs.model_copy(update=self.model_dump(exclude_none=True))
@@ -163,7 +173,13 @@ class LabSpec(BaseModel):
             for knob in ("ca_days_left", "ca_format"):
                 if getattr(over, knob) is not None and name not in FMC_NAMES:
                     raise ValueError(f"devices.{name}.{knob}: only FMCs hold a CA; set it on an FMC")
+            for knob in _REST_KNOBS:
+                if getattr(over, knob) is not None and name not in FMC_NAMES:
+                    raise ValueError(f"devices.{name}.{knob}: only FMCs serve the REST API; set it on an FMC")
         return self
+
+
+_REST_KNOBS = ("rest_token_ttl_s", "rest_rate_limit", "rest_rate_window_s", "rest_retry_after")
 
 
 def ftd_names(count: int) -> list[str]:

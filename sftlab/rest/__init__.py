@@ -1,0 +1,1 @@
+"""The FMC REST API of the lab's FMCs (docs/lab.md)."""
