@@ -10,7 +10,7 @@ put back, and that no push or verify touched since, shows `restored` as its verd
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from pipeline.store import Renewal, RenewalEvent, RenewalFmc, StepRun
@@ -152,15 +152,19 @@ def not_verified(fmcs: Sequence[RenewalFmc], steps: Sequence[StepRun]) -> list[t
     return missing
 
 
-def progress(fmcs: Sequence[RenewalFmc], steps: Sequence[StepRun]) -> tuple[int, int]:
-    """(done, total) units of work: four control steps per FMC plus one settled push per device."""
+def progress(
+    fmcs: Sequence[RenewalFmc], steps: Sequence[StepRun], planned: Mapping[str, int] | None = None
+) -> tuple[int, int]:
+    """(done, total) units of work: four control steps per FMC plus one settled push per device. `planned`:
+    per FMC, how many peers the plan at enqueue found, so the total is known from the start and does not
+    grow as the pushes are recorded (a progress bar that goes backwards, 16/17 then 23/26, misleads)."""
     total = done = 0
     for fmc in fmcs:
         mine = [s for s in steps if s.fmc == fmc.fmc]
         total += len(CONTROL)
         done += sum(1 for name in CONTROL if (run := _last(mine, name, None)) and run.state == "succeeded")
         lines = device_lines(mine)
-        total += len(lines)
+        total += max(len(lines), (planned or {}).get(fmc.fmc, 0))
         done += sum(1 for line in lines if line.push in DONE_STATES)
     return done, total
 

@@ -37,6 +37,7 @@ from sftlab.fleet.runner import LabRunner
 from sftlab.fleet.spec import LabSpecError
 from sftrenew.environments import environment_for
 from sftrenew.planning import plan_pair
+from tasks import artifacts
 from tasks.flow import records
 from workers.embedded import EmbeddedRedis, free_port
 
@@ -233,7 +234,8 @@ def _watch(engine: Engine, renewal_id: str, flower_url: str) -> store.Renewal:
             assert row is not None  # noqa: S101 - just enqueued
             fmcs = store.fmcs_of(session=db, renewal_id=renewal_id)
             steps = store.steps_of(session=db, renewal_id=renewal_id)
-        done, total = report.progress(fmcs, steps)
+            planned = artifacts.planned_peers(db, renewal_id)
+        done, total = report.progress(fmcs, steps, planned)
         bar = report.progress_bar(done, total)
         if tty:
             print(

@@ -289,7 +289,9 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
         if paused:
             text += f"\nPAUSED: no push starts and verify waits until `sftrenew resume {row.id}`\n"
         if args.watch:
-            done, total = report.progress(fmcs, steps)
+            with store.open_session(engine) as db:
+                planned = artifacts.planned_peers(db, row.id)
+            done, total = report.progress(fmcs, steps, planned)
             print("\x1b[2J\x1b[H" + report.progress_bar(done, total) + "\n" + text, end="", flush=True)
         else:
             print(text, end="")

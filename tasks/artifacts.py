@@ -134,6 +134,17 @@ def plan_record(ctx: Context, renewal_id: str, fmc: str) -> ValidateRecord | Non
     return read_validate_record(raw, renewal_id=renewal_id, fmc=fmc)
 
 
+def planned_peers(db: Session, renewal_id: str) -> dict[str, int]:
+    """Per FMC, how many peers the plan at enqueue found (what a progress bar's total is from the start);
+    empty for a renewal from before the gate."""
+    found = {}
+    for artifact in store.artifacts_of(session=db, renewal_id=renewal_id, kind="plan"):
+        if artifact.fmc is not None:
+            record = read_validate_record(artifact.data, renewal_id=renewal_id, fmc=artifact.fmc)
+            found[artifact.fmc] = len(record.peers)
+    return found
+
+
 def refused_at_plan(ctx: Context, renewal_id: str, fmc: str) -> dict[str, RouteProbe]:
     """The logins the peers refused when the gate at enqueue planned this FMC: validate does not try them
     again (each refused login counts towards the device's lockout). Empty when there is no plan record."""

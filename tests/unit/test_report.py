@@ -98,3 +98,14 @@ def test_a_refused_push_is_done_like_a_failed_one() -> None:
     done, total = report.progress([fmc], STEPS)
     # 4 control steps + 5 devices; only ftd-slow (still retrying) is not done.
     assert (done, total) == (8, 9)
+
+
+def test_the_total_is_the_plans_from_the_start() -> None:
+    """A progress bar whose total grows as pushes are recorded goes backwards (16/17, then 23/26): the plan
+    at enqueue says how many peers each FMC has, so the total is right before the first push."""
+    fmc = RenewalFmc(renewal_id="r1", fmc="fmc-a", role="primary", state="running")
+    early = [_run("backup", "succeeded"), _run("validate", "succeeded")]
+    assert report.progress([fmc], early, {"fmc-a": 5}) == (2, 9)
+    assert report.progress([fmc], STEPS, {"fmc-a": 5}) == (8, 9)  # as many devices as planned: unchanged
+    assert report.progress([fmc], STEPS, {"fmc-a": 3}) == (8, 9)  # never fewer than the recorded ones
+    assert report.progress([fmc], early) == (2, 4)  # no plan (a renewal from before the gate)
