@@ -123,6 +123,23 @@ class FlowerSettings(BaseModel):
     url: str | None = None
 
 
+class WebSettings(BaseModel):
+    """The renewal page (`sftrenew web`): local unless told otherwise, and nobody in without a user."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    #: A file of users, one `NAME ROLE HASH` line each (mode 0600 or 0400; docs/user-guide.md).
+    users_file: Path | None = None
+    #: The same lines inline (separated by newlines or `;`), when no file is used.
+    users: SecretStr | None = None
+    #: Signs the session cookie; when unset, a key derived from the artifact key (HKDF) signs it.
+    secret: SecretStr | None = None
+    #: How long a sign-in lasts.
+    session_hours: Annotated[float, Field(gt=0, le=168)] = 8.0
+
+
 class Settings(BaseModel):
     """Everything configurable, in one frozen object."""
 
@@ -133,6 +150,7 @@ class Settings(BaseModel):
     ssh: SshSettings = SshSettings()
     celery: CelerySettings = CelerySettings()
     flower: FlowerSettings = FlowerSettings()
+    web: WebSettings = WebSettings()
     #: Direct-route attempts for a push before the jump server is tried.
     push_direct_attempts: Annotated[int, Field(ge=1, le=20)] = 2
     #: How long verify polls sftunnel_status.pl for every peer to come back, and how often.
@@ -189,6 +207,12 @@ _ENV_FIELDS: Mapping[str, tuple[str, ...]] = {
     "FLOWER_USER": ("flower", "user"),
     "FLOWER_PASSWORD": ("flower", "password"),
     "FLOWER_URL": ("flower", "url"),
+    "WEB_ADDRESS": ("web", "address"),
+    "WEB_PORT": ("web", "port"),
+    "WEB_USERS_FILE": ("web", "users_file"),
+    "WEB_USERS": ("web", "users"),
+    "WEB_SECRET": ("web", "secret"),
+    "WEB_SESSION_HOURS": ("web", "session_hours"),
 }
 #: Every variable a setting is read from.
 SETTINGS_VARIABLES = frozenset(ENV_PREFIX + suffix for suffix in _ENV_FIELDS)
@@ -203,6 +227,8 @@ SECRET_VARIABLES = frozenset(
         "ARTIFACT_KEY",
         "FLOWER_PASSWORD",
         "NOTIFY",
+        "WEB_USERS",
+        "WEB_SECRET",
     )
 )
 

@@ -21,6 +21,7 @@ from pipeline.errors import ConfigError, InventoryError, SftrenewError
 from pipeline.settings import load_settings
 from pipeline.store.checks import ServiceUnreachableError
 from sftrenew import approvals, demo, fleet, inventory_cmd, renewals, reporting, restoring, services
+from sftrenew.web import cli as web
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_commands(sub)
     inventory_cmd.add_commands(sub)
     services.add_commands(sub)
+    web.add_commands(sub)
     demo.add_command(sub)
     sub.choices["demo"].set_defaults(preflight=services.demo_preflight)
     for name in READS_INVENTORY:

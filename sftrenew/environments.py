@@ -9,6 +9,7 @@ A process gets the environment it is started from, less the secrets it does not 
 |           | notification URLs (`SFTRENEW_NOTIFY`)                                                      |
 | `flower`  | its own password, the broker and result backend (the same Redis)                           |
 | `command` | an operator's command (`enqueue`, `status`, `retry`, `plan`, `check`): as a worker         |
+| `web`     | the renewal page: as a command (its buttons run the commands' code), plus its users and key |
 
 The devices' passwords are the variables the inventory names (`{env: NAME}`); any other `SFTRENEW_*`
 variable that is no setting may be one too, so it goes only where device passwords go. Flower's own options
@@ -26,7 +27,7 @@ from pipeline.errors import ConfigError, InventoryError
 from pipeline.secrets import read_inventory
 from pipeline.settings import ENV_PREFIX, SECRET_VARIABLES, SETTINGS_VARIABLES
 
-Role = Literal["worker", "flower", "command"]
+Role = Literal["worker", "flower", "command", "web"]
 
 INVENTORY = ENV_PREFIX + "INVENTORY"
 #: Variables only some roles get: the secret settings, and the inventory's path.
@@ -38,9 +39,11 @@ ROLE_VARIABLES: Mapping[Role, frozenset[str]] = {
     "worker": _BACKENDS | {ENV_PREFIX + "ARTIFACT_KEY", INVENTORY, ENV_PREFIX + "NOTIFY"},
     "flower": _REDIS | {ENV_PREFIX + "FLOWER_PASSWORD"},
     "command": _BACKENDS | {ENV_PREFIX + "ARTIFACT_KEY", INVENTORY, ENV_PREFIX + "NOTIFY"},
+    "web": _BACKENDS
+    | {ENV_PREFIX + "ARTIFACT_KEY", INVENTORY, ENV_PREFIX + "WEB_USERS", ENV_PREFIX + "WEB_SECRET"},
 }
-#: The roles that log in to devices, and so get the devices' passwords.
-DEVICE_ROLES: frozenset[Role] = frozenset({"worker", "command"})
+#: The roles that log in to devices, and so get the devices' passwords (the page's approve plans again).
+DEVICE_ROLES: frozenset[Role] = frozenset({"worker", "command", "web"})
 
 
 def device_variables(inventory: Path | None) -> frozenset[str]:

@@ -19,8 +19,8 @@ from pipeline.devices.factory import SessionFactory
 from pipeline.errors import ConfigError, DeviceError, SftrenewError
 from pipeline.secrets import SecretResolver
 from pipeline.settings import Settings
+from sftrenew.checks import check_devices, engine_of, inventory_of
 from sftrenew.planning import plan_pair
-from sftrenew.renewals import check_devices, engine_of, inventory_of
 from tasks.notify import notify
 
 Sub = Any

@@ -8,8 +8,6 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -17,20 +15,20 @@ from sqlmodel import Session
 
 from pipeline import flow, report, store
 from pipeline.devices.factory import SessionFactory
-from pipeline.devices.known_hosts import check_known_hosts
 from pipeline.errors import ConfigError
-from pipeline.inventory import Fmc, FmcPair, Ftd, Inventory
+from pipeline.inventory import FmcPair
 from pipeline.plan import FmcPlan, PeerPlan, gate, stranded_peers
-from pipeline.secrets import SecretResolver, read_inventory
+from pipeline.secrets import SecretResolver
 from pipeline.settings import Settings
-from pipeline.store.checks import ServiceUnreachableError, check_database
+from pipeline.store.checks import ServiceUnreachableError
 from pipeline.store.crypto import artifact_key
+from sftrenew import actions, reading
+from sftrenew.checks import celery_app, check_devices, engine_of, inventory_of
 from sftrenew.planning import plan_pair
 from sftrenew.services import broker_failure, check_broker
-from tasks import artifacts, retrying
+from tasks import artifacts
 from tasks.context import Context
-from tasks.flow import advance, pushes
-from workers.app import make_celery
+from tasks.flow import advance
 
 Sub = Any
 
@@ -91,41 +89,6 @@ def positive_seconds(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
     return value
-
-
-def inventory_of(settings: Settings) -> Inventory:
-    if settings.inventory is None:
-        raise ConfigError("no inventory: set SFTRENEW_INVENTORY to the inventory file (docs/inventory.md)")
-    return read_inventory(settings.inventory)
-
-
-def check_devices(settings: Settings, inventory: Inventory, pairs: Iterable[FmcPair]) -> None:
-    """What every session to the pairs' devices will need, checked before anything is written: each
-    credential's password resolves (environment or a private secrets file), and the known_hosts file is
-    there and readable (or trust on first use will make it)."""
-    resolver = SecretResolver(inventory, os.environ)
-    for pair in pairs:
-        devices: list[Fmc | Ftd] = [*pair.fmcs, *pair.ftds]
-        for device in devices:
-            resolver.password(device.credential)
-            if isinstance(device, Ftd) and device.jump is not None:
-                resolver.password(inventory.jump_servers[device.jump].credential)
-    known_hosts = settings.ssh.known_hosts or Path(inventory.known_hosts)
-    check_known_hosts(known_hosts, tofu=settings.ssh.trust_on_first_use)
-
-
-def engine_of(settings: Settings) -> Engine:
-    """The database, checked first: reachable and holding sftrenew's tables (only `sftrenew migrate`, the
-    worker and the demo create them), then brought to the newest schema."""
-    check_database(settings)
-    engine = store.make_engine(settings)
-    store.migrate(engine)
-    return engine
-
-
-def celery_app(settings: Settings) -> None:
-
-    make_celery(settings).set_default()
 
 
 def flower_url(settings: Settings) -> str:
@@ -270,23 +233,12 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     engine = engine_of(settings)
     while True:
         with store.open_session(engine) as db:
-            row = (
-                store.renewal(session=db, renewal_id=args.renewal)
-                if args.renewal
-                else store.last_renewal(session=db)
-            )
-            if row is None:
-                raise ConfigError(f"no renewal {args.renewal}" if args.renewal else "no renewal recorded yet")
-            fmcs = store.fmcs_of(session=db, renewal_id=row.id)
-            steps = store.steps_of(session=db, renewal_id=row.id)
-            events = store.events_of(session=db, renewal_id=row.id)
-            held = flow.takes_step(row.state) and store.awaiting_approval(session=db, renewal_id=row.id)
-            plans = store.artifacts_of(session=db, renewal_id=row.id, kind="plan") if held else []
-            paused = flow.takes_step(row.state) and store.paused(session=db, renewal_id=row.id)
-        text = report.render(row, fmcs, steps, events)
-        if held:
-            text += _awaiting_text(row.id, plans)
-        if paused:
+            seen = reading.read_renewal(db, args.renewal)
+        row, fmcs, steps = seen.renewal, seen.fmcs, seen.steps
+        text = report.render(row, fmcs, steps, seen.events)
+        if seen.held:
+            text += _awaiting_text(row.id, seen.plans)
+        if seen.paused:
             text += f"\nPAUSED: no push starts and verify waits until `sftrenew resume {row.id}`\n"
         if args.watch:
             with store.open_session(engine) as db:
@@ -301,43 +253,14 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _retry(args: argparse.Namespace, settings: Settings) -> int:
-    # Every input is checked before the renewal is reopened or a push round opened.
-    inventory = inventory_of(settings)
-    artifact_key(settings.artifact_key)
-    engine = engine_of(settings)
-    celery_app(settings)
-    check_broker(settings)
-    now = Context.now()
-    with store.open_session(engine) as db:
-        row = store.renewal(session=db, renewal_id=args.renewal)
-        if row is None:
-            raise ConfigError(f"no renewal {args.renewal}; `sftrenew history` lists them")
-        renewal_id = row.id
-        pair = inventory.pair(row.pair)
-        check_devices(settings, inventory, [pair])
-        _check_key_opens(db, renewal_id, settings)
-        plans = flow.retry_devices(retrying.push_history(db, renewal_id), args.device)
-        if isinstance(plans, flow.UnknownDevices):
-            raise ConfigError(
-                f"renewal {renewal_id}: {plans}; `sftrenew status {renewal_id}` lists its devices"
-            )
-        if not plans:
-            print("nothing to retry: no failed push" + (" for those devices" if args.device else ""))
-            return 0
-        retrying.open_rounds(db, row, plans, who=args.by or getpass.getuser(), now=now)
     who = args.by or getpass.getuser()
-    for plan in plans:
-        try:
-            pushes(renewal_id, pair, plan.fmc, plan.devices, plan.round, who).apply_async()
-        except Exception as exc:
-            problem = broker_failure(settings, exc)
-            if problem is None:
-                raise
-            raise ServiceUnreachableError(
-                f"{problem}; the pushes of renewal {renewal_id} are recorded and the reconciler sends them "
-                "again once the broker answers"
-            ) from exc
+
+    def sent(plan: flow.RetryRound) -> None:
         print(f"{plan.fmc}: pushing again to {', '.join(plan.devices)} (round {plan.round}, asked by {who})")
+
+    outcome = actions.retry(actions.Desk(settings), args.renewal, devices=args.device, by=who, sent=sent)
+    if not outcome.rounds:
+        print("nothing to retry: no failed push" + (" for those devices" if args.device else ""))
     return 0
 
 
@@ -348,20 +271,11 @@ def _awaiting_text(renewal_id: str, plans: list[store.Artifact]) -> str:
         f"AWAITING APPROVAL: no CA is regenerated until `sftrenew approve {renewal_id} --by WHO`",
         "(it plans again and refuses if the plan below changed); the plan at enqueue:",
     ]
-    for artifact in plans:
-        record = artifacts.read_validate_record(artifact.data, renewal_id=renewal_id, fmc=artifact.fmc)
-        out.append(f"  {artifact.fmc}: CA has {record.ca_days_left} days left")
-        for peer in record.peers:
-            routes = ", then ".join(peer.routes) or "no SSH route"
-            out.append(f"    {peer.name}: {peer.action.value} ({routes})")
+    for planned in reading.plans_of(renewal_id, plans):
+        out.append(f"  {planned.fmc}: CA has {planned.ca_days_left} days left")
+        for peer in planned.peers:
+            out.append(f"    {peer.name}: {peer.action} ({peer.routes})")
     return "\n".join(out) + "\n"
-
-
-def _check_key_opens(db: Session, renewal_id: str, settings: Settings) -> None:
-    """The configured artifact key must open the renewal's sealed keys (a retry pushes them)."""
-    sealed = next((a for a in store.artifacts_of(session=db, renewal_id=renewal_id) if a.secret), None)
-    if sealed is not None:
-        store.artifact_data(sealed, key=settings.artifact_key)
 
 
 def _history(args: argparse.Namespace, settings: Settings) -> int:

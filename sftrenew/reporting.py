@@ -13,11 +13,13 @@ import contextlib
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from pipeline import evidence, store
@@ -25,7 +27,7 @@ from pipeline.errors import ConfigError
 from pipeline.evidence import RenewalRecord
 from pipeline.settings import Settings
 from pipeline.store.crypto import KEY_VARIABLE, artifact_key
-from sftrenew.renewals import engine_of
+from sftrenew.checks import engine_of
 
 Sub = Any
 
@@ -64,25 +66,47 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(
             "report: name a renewal id (`sftrenew history` lists them), or check a pack with --check FILE"
         )
-    key = _pack_key(settings)
+    _pack_key(settings)  # before anything is read: a pack is never made unsigned
     if args.output is not None:
         _writable_folder(args.output)
-    engine = engine_of(settings)
-    with store.open_session(engine) as db:
-        record = read_record(db, args.renewal)
-    if record is None:
-        raise ConfigError(f"no renewal {args.renewal}; `sftrenew history` lists them")
-    pack = evidence.build_pack(record, generated_at_utc=datetime.now(UTC), generator=_generator())
-    sealed = evidence.seal(pack, artifact_key=key)
-    fmt: str = args.format or "json"
-    data = sealed.data if fmt == "json" else evidence.render(pack, _PAGES[fmt], sealed=sealed).encode()
+    made = make_pack(engine_of(settings), settings, args.renewal, args.format or "json")
     if args.output is None:
-        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.write(made.data)
         sys.stdout.flush()
     else:
-        write_atomically(args.output, data)
-        print(f"{args.output}: evidence pack of renewal {record.renewal.id} ({fmt}, SHA-256 {sealed.sha256})")
+        write_atomically(args.output, made.data)
+        what = f"{made.format}, SHA-256 {made.sha256}"
+        print(f"{args.output}: evidence pack of renewal {made.renewal_id} ({what})")
     return 0
+
+
+@dataclass(frozen=True)
+class MadePack:
+    renewal_id: str
+    format: str
+    data: bytes
+    #: The SHA-256 of the sealed JSON pack (the HTML and Markdown show it too).
+    sha256: str
+
+    @property
+    def filename(self) -> str:
+        return f"sftrenew-evidence-{self.renewal_id}.{self.format}"
+
+
+def make_pack(engine: Engine, settings: Settings, renewal_id: str, fmt: str) -> MadePack:
+    """The renewal's evidence pack in `fmt` (json, html, md), sealed: what `sftrenew report` writes and the
+    renewal page downloads. ConfigError for an unknown renewal or format, or no artifact key."""
+    if fmt != "json" and fmt not in _PAGES:
+        raise ConfigError(f"no evidence pack format {fmt!r}: json, html or md")
+    key = _pack_key(settings)
+    with store.open_session(engine) as db:
+        record = read_record(db, renewal_id)
+    if record is None:
+        raise ConfigError(f"no renewal {renewal_id}; `sftrenew history` lists them")
+    pack = evidence.build_pack(record, generated_at_utc=datetime.now(UTC), generator=_generator())
+    sealed = evidence.seal(pack, artifact_key=key)
+    data = sealed.data if fmt == "json" else evidence.render(pack, _PAGES[fmt], sealed=sealed).encode()
+    return MadePack(record.renewal.id, fmt, data, sealed.sha256)
 
 
 def read_record(db: Session, renewal_id: str) -> RenewalRecord | None:

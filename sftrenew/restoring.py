@@ -28,7 +28,8 @@ from pipeline.material import FilesBefore
 from pipeline.secrets import SecretResolver
 from pipeline.settings import Settings
 from pipeline.steps.restore import record_refusal, restore_once
-from sftrenew.renewals import EXIT_REFUSED, check_devices, engine_of, inventory_of
+from sftrenew.checks import check_devices, engine_of, inventory_of
+from sftrenew.renewals import EXIT_REFUSED
 from tasks.context import Context
 
 Sub = Any

@@ -40,6 +40,7 @@ class RenewalEnv:
     flower_password: str = field(default_factory=lambda: "flower-" + secrets.token_urlsafe(9))
     workers: list[Worker] = field(default_factory=list)
     flowers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    webs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
@@ -144,6 +145,31 @@ class RenewalEnv:
         wait_until(lambda: http_status(url + "/api/workers") == 401, timeout=60, what="Flower answering")
         return url, ("sftrenew", self.flower_password)
 
+    def start_web(self, users: str, **extra: str) -> str:
+        """`sftrenew web` on a free port, with the environment of its role, `users` as SFTRENEW_WEB_USERS
+        and `extra` variables; returns its URL once it answers (a redirect to the sign-in)."""
+        port = free_port()
+        env = {**self.env_for("web"), "SFTRENEW_WEB_USERS": users, **extra}
+        with (self.directory / "web.log").open("ab") as log:
+            process = subprocess.Popen(
+                [SFTRENEW, "web", f"--port={port}"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.directory,
+            )
+        self.webs.append(process)
+        url = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"sftrenew web exited {process.returncode}:\n{self.logs()[-2000:]}")
+            return http_status(url + "/login") == 200
+
+        wait_until(up, timeout=60, what="sftrenew web answering")
+        return url
+
     def wait_flower_sees_workers(self, url: str, auth: tuple[str, str]) -> None:
         """Flower watches events from the moment it has a connection; enqueue only once it answers for the
         workers, so it records every task of the renewal from its first event."""
@@ -164,7 +190,7 @@ class RenewalEnv:
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()
-        for flower in self.flowers:
+        for flower in [*self.flowers, *self.webs]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(flower.pid, signal.SIGTERM)
             flower.wait(timeout=30)

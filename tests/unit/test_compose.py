@@ -25,7 +25,7 @@ def compose() -> dict[str, Any]:
 
 def test_services_reference_what_exists(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert {"redis", "postgres", "migrate", "worker", "scheduler", "flower", "demo"} <= set(services)
+    assert {"redis", "postgres", "migrate", "worker", "scheduler", "flower", "web", "demo"} <= set(services)
     for name, service in services.items():
         for dependency in service.get("depends_on", {}):
             assert dependency in services, f"{name} depends on unknown {dependency}"
@@ -44,7 +44,7 @@ def test_every_sftrenew_command_exists(compose: dict[str, Any]) -> None:
         args = parser.parse_args([str(part) for part in service["command"]])
         assert callable(args.run), name
         checked += 1
-    assert checked == 5
+    assert checked == 6
 
 
 def test_redis_is_durable_and_flower_is_local_and_authenticated(compose: dict[str, Any]) -> None:
@@ -53,4 +53,6 @@ def test_redis_is_durable_and_flower_is_local_and_authenticated(compose: dict[st
         "--appendonly yes" in redis and "--maxmemory-policy noeviction" in redis and "--requirepass" in redis
     )
     assert compose["services"]["flower"]["ports"] == ["127.0.0.1:5555:5555"]
+    assert compose["services"]["web"]["ports"] == ["127.0.0.1:8080:8080"]
+    assert "SFTRENEW_WEB_SECRET=" in (ROOT / ".env.example").read_text()
     assert "SFTRENEW_FLOWER_PASSWORD=" in (ROOT / ".env.example").read_text()
