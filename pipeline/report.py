@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from pipeline.store import Renewal, RenewalEvent, RenewalFmc, StepRun
 
@@ -172,3 +173,87 @@ def progress(
 def progress_bar(done: int, total: int, width: int = 40) -> str:
     filled = int(width * done / total) if total else 0
     return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+
+
+#: `status --json`'s and `history --json`'s shapes; a change that breaks a reader gets a new number.
+STATUS_SCHEMA = "sftrenew.status/1"
+HISTORY_SCHEMA = "sftrenew.history/1"
+
+
+def _when(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def renewal_summary(renewal: Renewal) -> dict[str, object]:
+    return {
+        "id": renewal.id,
+        "pair": renewal.pair,
+        "state": renewal.state,
+        "requested_by": renewal.requested_by,
+        "requested_at": _when(renewal.requested_at_utc),
+        "finished_at": _when(renewal.finished_at_utc),
+    }
+
+
+def status_document(
+    renewal: Renewal,
+    fmcs: Sequence[RenewalFmc],
+    steps: Sequence[StepRun],
+    events: Sequence[RenewalEvent],
+    *,
+    held: bool,
+    paused: bool,
+    planned: Mapping[str, int] | None = None,
+) -> dict[str, object]:
+    """What `status` shows, as a document (`STATUS_SCHEMA`): the same lines, verdicts and progress."""
+    done, total = progress(fmcs, steps, planned)
+    out_fmcs = []
+    for fmc in fmcs:
+        mine = [s for s in steps if s.fmc == fmc.fmc]
+        lines = restored_lines(device_lines(mine), mine, [e for e in events if e.fmc == fmc.fmc])
+        out_fmcs.append(
+            {
+                "fmc": fmc.fmc,
+                "role": fmc.role,
+                "state": fmc.state,
+                "ca_before_sha256": fmc.ca_before_sha256,
+                "ca_after_sha256": fmc.ca_after_sha256,
+                "steps": {name: run.state if (run := _last(mine, name, None)) else None for name in CONTROL},
+                "devices": [
+                    {
+                        "device": line.device,
+                        "push": line.push,
+                        "route": line.route,
+                        "attempts": line.attempts,
+                        "verdict": line.verdict,
+                        "error": line.error or None,
+                        "note": line.note or None,
+                    }
+                    for line in lines
+                ],
+            }
+        )
+    return {
+        "schema": STATUS_SCHEMA,
+        "renewal": renewal_summary(renewal),
+        "awaiting_approval": held,
+        "paused": paused,
+        "progress": {"done": done, "total": total},
+        "fmcs": out_fmcs,
+        "events": [
+            {
+                "at": _when(e.at_utc),
+                "action": e.action,
+                "who": e.who,
+                "fmc": e.fmc,
+                "device": e.device,
+                "detail": e.detail,
+            }
+            for e in events
+        ],
+    }
+
+
+def history_document(renewals: Sequence[Renewal]) -> dict[str, object]:
+    """What `history` lists, as a document (`HISTORY_SCHEMA`), newest first."""
+    return {"schema": HISTORY_SCHEMA, "renewals": [renewal_summary(r) for r in renewals]}

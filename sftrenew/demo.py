@@ -37,6 +37,7 @@ from sftlab.fleet.runner import LabRunner
 from sftlab.fleet.spec import LabSpecError
 from sftrenew.environments import environment_for
 from sftrenew.planning import plan_pair
+from sftrenew.watching import Watch
 from tasks import artifacts
 from tasks.flow import records
 from workers.embedded import EmbeddedRedis, free_port
@@ -226,30 +227,21 @@ def _approve_when_held(engine: Engine, renewal_id: str, env: dict[str, str]) -> 
 
 
 def _watch(engine: Engine, renewal_id: str, flower_url: str) -> store.Renewal:
-    """Redraw the progress bar and the status table until the renewal ends."""
-    tty = sys.stdout.isatty()
-    while True:
-        with store.open_session(engine) as db:
-            row = store.renewal(session=db, renewal_id=renewal_id)
-            assert row is not None  # noqa: S101 - just enqueued
-            fmcs = store.fmcs_of(session=db, renewal_id=renewal_id)
-            steps = store.steps_of(session=db, renewal_id=renewal_id)
-            planned = artifacts.planned_peers(db, renewal_id)
-        done, total = report.progress(fmcs, steps, planned)
-        bar = report.progress_bar(done, total)
-        if tty:
-            print(
-                f"\x1b[2J\x1b[HFlower: {flower_url}/tasks\n{bar}\n{report.render(row, fmcs, steps)}",
-                end="",
-                flush=True,
-            )
-        else:
-            print(f"{bar}  {row.state}", flush=True)
-        if row.state not in ("queued", "running"):
-            if not tty:
-                print(report.render(row, fmcs, steps), end="")
-            return row
-        time.sleep(1.0)
+    """The progress bar and the status table until the renewal ends (redrawn on a terminal, a line per
+    change when piped: `sftrenew.watching`)."""
+    with Watch(header=f"Flower: {flower_url}/tasks") as watch:
+        while True:
+            with store.open_session(engine) as db:
+                row = store.renewal(session=db, renewal_id=renewal_id)
+                assert row is not None  # noqa: S101 - just enqueued
+                fmcs = store.fmcs_of(session=db, renewal_id=renewal_id)
+                steps = store.steps_of(session=db, renewal_id=renewal_id)
+                planned = artifacts.planned_peers(db, renewal_id)
+            done, total = report.progress(fmcs, steps, planned)
+            watch.show(done, total, row.state, report.render(row, fmcs, steps))
+            if row.state not in ("queued", "running"):
+                return row
+            time.sleep(1.0)
 
 
 def summary(engine: Engine, renewal_id: str, env_file: Path) -> str:

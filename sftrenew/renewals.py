@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
+import json
 import math
 import os
 import sys
@@ -26,6 +28,7 @@ from sftrenew import actions, reading
 from sftrenew.checks import celery_app, check_devices, engine_of, inventory_of
 from sftrenew.planning import plan_pair
 from sftrenew.services import broker_failure, check_broker
+from sftrenew.watching import Watch
 from tasks import artifacts
 from tasks.context import Context
 from tasks.flow import advance
@@ -62,7 +65,12 @@ def add_commands(sub: Sub) -> None:
 
     status = sub.add_parser("status", help="a renewal's steps per FMC and device (default: the last one)")
     status.add_argument("renewal", nargs="?", help="renewal id")
-    status.add_argument("--watch", action="store_true", help="refresh until the renewal ends")
+    status.add_argument(
+        "--watch", action="store_true", help="refresh until the renewal ends (a line per change when piped)"
+    )
+    status.add_argument(
+        "--json", action="store_true", help="print the record as a JSON document (docs/cli.md)"
+    )
     status.add_argument("--interval", type=positive_seconds, default=2.0, help="seconds between refreshes")
     status.set_defaults(run=_status)
 
@@ -77,6 +85,7 @@ def add_commands(sub: Sub) -> None:
     history = sub.add_parser("history", help="past renewals, newest first")
     history.add_argument("--pair")
     history.add_argument("--limit", type=int, default=20)
+    history.add_argument("--json", action="store_true", help="print them as a JSON document (docs/cli.md)")
     history.set_defaults(run=_history)
 
 
@@ -231,25 +240,33 @@ def _end_unsent(engine: Engine, renewal_id: str) -> None:
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
     engine = engine_of(settings)
-    while True:
-        with store.open_session(engine) as db:
-            seen = reading.read_renewal(db, args.renewal)
-        row, fmcs, steps = seen.renewal, seen.fmcs, seen.steps
-        text = report.render(row, fmcs, steps, seen.events)
-        if seen.held:
-            text += _awaiting_text(row.id, seen.plans)
-        if seen.paused:
-            text += f"\nPAUSED: no push starts and verify waits until `sftrenew resume {row.id}`\n"
-        if args.watch:
+    if args.json and args.watch:
+        raise ConfigError("status: --json prints the record once; drop --watch (or poll --json yourself)")
+    with contextlib.ExitStack() as stack:
+        watch = stack.enter_context(Watch()) if args.watch else None
+        while True:
             with store.open_session(engine) as db:
-                planned = artifacts.planned_peers(db, row.id)
-            done, total = report.progress(fmcs, steps, planned)
-            print("\x1b[2J\x1b[H" + report.progress_bar(done, total) + "\n" + text, end="", flush=True)
-        else:
-            print(text, end="")
-        if not args.watch or row.state not in ("queued", "running"):
-            return 0 if row.state == "succeeded" else EXIT_NOT_VERIFIED
-        time.sleep(args.interval)
+                seen = reading.read_renewal(db, args.renewal)
+                planned = artifacts.planned_peers(db, seen.renewal.id)
+            row, fmcs, steps = seen.renewal, seen.fmcs, seen.steps
+            if args.json:
+                document = report.status_document(
+                    row, fmcs, steps, seen.events, held=seen.held, paused=seen.paused, planned=planned
+                )
+                print(json.dumps(document, indent=2))
+                return 0 if row.state == "succeeded" else EXIT_NOT_VERIFIED
+            text = report.render(row, fmcs, steps, seen.events)
+            if seen.held:
+                text += _awaiting_text(row.id, seen.plans)
+            if seen.paused:
+                text += f"\nPAUSED: no push starts and verify waits until `sftrenew resume {row.id}`\n"
+            if watch is not None:
+                watch.show(*report.progress(fmcs, steps, planned), row.state, text)
+            else:
+                print(text, end="")
+            if watch is None or row.state not in ("queued", "running"):
+                return 0 if row.state == "succeeded" else EXIT_NOT_VERIFIED
+            time.sleep(args.interval)
 
 
 def _retry(args: argparse.Namespace, settings: Settings) -> int:
@@ -282,6 +299,14 @@ def _history(args: argparse.Namespace, settings: Settings) -> int:
     engine = engine_of(settings)
     with store.open_session(engine) as db:
         rows = store.history(session=db, pair=args.pair, limit=args.limit)
+    if args.pair and not rows and not _in_inventory(settings, args.pair):
+        raise ConfigError(
+            f"--pair {args.pair}: no renewal of that pair is recorded and the inventory has no such pair "
+            "(`sftrenew history` lists every renewal)"
+        )
+    if args.json:
+        print(json.dumps(report.history_document(rows), indent=2))
+        return 0
     for row in rows:
         ended = f"{row.finished_at_utc:%Y-%m-%d %H:%M}" if row.finished_at_utc else "-"
         print(
@@ -289,3 +314,10 @@ def _history(args: argparse.Namespace, settings: Settings) -> int:
             f"{row.requested_by}"
         )
     return 0
+
+
+def _in_inventory(settings: Settings, pair: str) -> bool:
+    """Whether the inventory (when one is set) has the pair: its empty history is then an answer."""
+    if settings.inventory is None:
+        return False
+    return pair in inventory_of(settings).pairs

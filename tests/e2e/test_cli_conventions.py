@@ -4,6 +4,7 @@ an operator's command that shows sftrenew's lines only (the libraries' with `--d
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from importlib import metadata
 
@@ -53,3 +54,43 @@ def test_version_inventory_flag_and_quiet_libraries(make_sqlite_env: MakeEnv) ->
 
     missing = run(env, "check", "--inventory", inventory + ".typo", inventory_variable=False)
     assert missing.returncode == 3 and ".typo" in missing.stderr  # check's bad input is UNKNOWN
+
+
+def test_json_outputs_and_a_piped_watch_that_never_goes_backwards(make_sqlite_env: MakeEnv) -> None:
+    env = make_sqlite_env({"ftds": 3, "scenarios": "expired"})
+    env.start_worker()
+    renewal_id = env.enqueue()
+    watched = subprocess.run(  # piped: a plain line per change, the total from the plan at enqueue
+        [SFTRENEW, "status", renewal_id, "--watch", "--interval", "0.2"],
+        env=env.env_for("command"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert watched.returncode == 0, watched.stderr
+    assert "\x1b[" not in watched.stdout
+    progress = [line.split() for line in watched.stdout.splitlines() if re.fullmatch(r"\d+/\d+ \w+", line)]
+    counts = [tuple(map(int, words[0].split("/"))) for words in progress]
+    assert counts and len({total for _, total in counts}) == 1, counts  # 2 FMCs x (4 steps + 4 peers)
+    assert [done for done, _ in counts] == sorted(done for done, _ in counts)
+    assert progress[-1][1] == "succeeded" and counts[-1][0] == counts[-1][1] == 16
+    assert watched.stdout.count(f"renewal {renewal_id}") == 1  # the table once, at the end
+
+    status = json.loads(run(env, "status", renewal_id, "--json").stdout)
+    assert status["schema"] == "sftrenew.status/1" and status["renewal"]["state"] == "succeeded"
+    assert status["progress"] == {"done": 16, "total": 16}
+    primary = status["fmcs"][0]
+    assert primary["steps"] == dict.fromkeys(("backup", "validate", "regenerate", "verify"), "succeeded")
+    assert {d["device"]: d["verdict"] for d in primary["devices"]} == {
+        "fmc-secondary": "verified",
+        "ftd-001": "verified",
+        "ftd-002": "verified",
+        "ftd-003": "verified",
+    }
+    history = json.loads(run(env, "history", "--json").stdout)
+    assert history["schema"] == "sftrenew.history/1"
+    assert [(r["id"], r["state"]) for r in history["renewals"]] == [(renewal_id, "succeeded")]
+    nowhere = run(env, "history", "--pair", "nowhere")
+    assert nowhere.returncode == 2 and "--pair nowhere" in nowhere.stderr
+    assert run(env, "history", "--pair", "lab").returncode == 0
