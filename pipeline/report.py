@@ -248,6 +248,7 @@ def status_document(
                 "fmc": e.fmc,
                 "device": e.device,
                 "detail": e.detail,
+                "line": event_line(e),
             }
             for e in events
         ],

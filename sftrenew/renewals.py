@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Any
 
+from rich.console import Console
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -28,7 +29,7 @@ from sftrenew import actions, reading
 from sftrenew.checks import celery_app, check_devices, engine_of, inventory_of
 from sftrenew.planning import plan_pair
 from sftrenew.services import broker_failure, check_broker
-from sftrenew.watching import Watch
+from sftrenew.watching import Watch, status_tables
 from tasks import artifacts
 from tasks.context import Context
 from tasks.flow import advance
@@ -242,30 +243,34 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     engine = engine_of(settings)
     if args.json and args.watch:
         raise ConfigError("status: --json prints the record once; drop --watch (or poll --json yourself)")
+    console = Console(highlight=False)
     with contextlib.ExitStack() as stack:
-        watch = stack.enter_context(Watch()) if args.watch else None
+        watch = stack.enter_context(Watch(console=console)) if args.watch else None
         while True:
             with store.open_session(engine) as db:
                 seen = reading.read_renewal(db, args.renewal)
                 planned = artifacts.planned_peers(db, seen.renewal.id)
             row, fmcs, steps = seen.renewal, seen.fmcs, seen.steps
+            document = report.status_document(
+                row, fmcs, steps, seen.events, held=seen.held, paused=seen.paused, planned=planned
+            )
+            code = 0 if row.state == "succeeded" else EXIT_NOT_VERIFIED
             if args.json:
-                document = report.status_document(
-                    row, fmcs, steps, seen.events, held=seen.held, paused=seen.paused, planned=planned
-                )
                 print(json.dumps(document, indent=2))
-                return 0 if row.state == "succeeded" else EXIT_NOT_VERIFIED
-            text = report.render(row, fmcs, steps, seen.events)
-            if seen.held:
-                text += _awaiting_text(row.id, seen.plans)
+                return code
+            extra = _awaiting_text(row.id, seen.plans) if seen.held else ""
             if seen.paused:
-                text += f"\nPAUSED: no push starts and verify waits until `sftrenew resume {row.id}`\n"
+                extra += f"\nPAUSED: no push starts and verify waits until `sftrenew resume {row.id}`\n"
+            text = report.render(row, fmcs, steps, seen.events) + extra
+            tables = status_tables(document, extra) if console.is_terminal else None
             if watch is not None:
-                watch.show(*report.progress(fmcs, steps, planned), row.state, text)
+                watch.show(*report.progress(fmcs, steps, planned), row.state, text, tables)
+            elif tables is not None:
+                console.print(tables)
             else:
                 print(text, end="")
             if watch is None or row.state not in ("queued", "running"):
-                return 0 if row.state == "succeeded" else EXIT_NOT_VERIFIED
+                return code
             time.sleep(args.interval)
 
 

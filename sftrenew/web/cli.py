@@ -49,11 +49,17 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn  # noqa: PLC0415 - the page's server, loaded only by the command that serves it
 
     from sftrenew.actions import Desk  # noqa: PLC0415
+    from sftrenew.checks import inventory_of  # noqa: PLC0415
+    from sftrenew.services import check_broker  # noqa: PLC0415
     from sftrenew.web.app import make_app  # noqa: PLC0415
 
     desk = Desk(settings)
-    _ = desk.engine  # the database checked before the page says it is up
+    # Before the page says it is up, what its buttons will need: the inventory (retry and approve read
+    # it), the database, the broker (they send tasks).
+    inventory_of(settings)
+    _ = desk.engine
     desk.celery()
+    check_broker(settings)
     address = args.address or settings.web.address
     port = args.port or settings.web.port
     app = make_app(settings, users, desk, session_key=key)

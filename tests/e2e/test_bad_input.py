@@ -26,6 +26,7 @@ from sqlalchemy import Engine, make_url
 import sftrenew
 from pipeline import store
 from pipeline.settings import Settings
+from sftrenew.web import auth
 from tests.e2e.conftest import POSTGRES_URL, T0, new_renewal
 from tests.e2e.services import RedisServer, wait_until
 from workers.embedded import free_port, redis_server_binary
@@ -58,6 +59,8 @@ pairs:
       - {{name: ftd-1, host: {ftd_host}, port: 3, credential: admin}}
 """
 
+WEB_HASH = auth.hash_password("a long enough password", n=2**12)
+
 # Every command and the arguments it is run with here (a new command must be added: see the first test).
 ARGS: dict[str, list[str]] = {
     "enqueue": ["enqueue", "--pair", "lab"],
@@ -76,6 +79,7 @@ ARGS: dict[str, list[str]] = {
     "lab": ["lab", "serve"],
     "worker": ["worker"],
     "flower": ["flower"],
+    "web": ["web", "--port", "{port}"],
     "reconcile": ["reconcile"],
     "migrate": ["migrate"],
     "demo": ["demo", "--exit", "--dir", "{tmp}/demo"],
@@ -185,6 +189,8 @@ def place(tmp_path: Path, redis_server: RedisServer) -> Iterator[Place]:
         "SFTRENEW_RESULT_BACKEND": f"{redis_server.url}/1",
         "SFTRENEW_ARTIFACT_KEY": store.new_artifact_key(),
         "SFTRENEW_FLOWER_PASSWORD": PASSWORD,
+        # The renewal page's one user, so that `web` gets past its users to what each case breaks.
+        "SFTRENEW_WEB_USERS": f"ops operator {WEB_HASH}",
         "SFTRENEW_SSH_CONNECT_TIMEOUT": "1",
         DEVICE_PASSWORD_VARIABLE: PASSWORD,
     }
@@ -231,7 +237,7 @@ CASES = [
 @pytest.mark.parametrize(("command", "thing"), CASES)
 def test_a_broken_thing_is_one_line_with_its_exit_code(place: Place, command: str, thing: str) -> None:
     broken = BROKEN[thing]
-    args = [a.format(tmp=place.tmp) for a in ARGS[command]]
+    args = [a.format(tmp=place.tmp, port=free_port()) for a in ARGS[command]]
 
     result, seconds = place.run(*args, **_broken_settings(place, thing))
 

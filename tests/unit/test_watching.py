@@ -9,7 +9,10 @@ import re
 import pytest
 from rich.console import Console
 
-from sftrenew.watching import Watch
+from pipeline import report
+from pipeline.store import Renewal, RenewalEvent, RenewalFmc
+from sftrenew.watching import Watch, status_tables
+from tests.unit.test_report import STEPS, T0
 
 ESCAPE = re.compile(r"\x1b\[")
 COLOUR = re.compile(r"\x1b\[[0-9;]*3[0-7][0-9;]*m")
@@ -53,3 +56,21 @@ def test_no_color_keeps_the_terminal_view_without_colour(monkeypatch: pytest.Mon
     text = out.getvalue()
     assert "5/9" in text and "partial" in text
     assert not COLOUR.search(text)
+
+
+def test_the_terminal_tables_hold_what_the_plain_status_holds() -> None:
+    renewal = Renewal(
+        id="r1", pair="dc1", requested_by="ops", requested_at_utc=T0, state="running", last_progress_utc=T0
+    )
+    fmc = RenewalFmc(renewal_id="r1", fmc="fmc-a", role="primary", state="running")
+    event = RenewalEvent(renewal_id="r1", at_utc=T0, action="pause", who="alice", detail="change freeze")
+    document = report.status_document(renewal, [fmc], STEPS, [event], held=False, paused=True)
+    out = io.StringIO()
+    Console(file=out, force_terminal=True, width=160).print(
+        status_tables(document, "\nPAUSED: until resume\n")
+    )
+    text = out.getvalue()
+    plain = report.render(renewal, [fmc], STEPS, [event])
+    for line in report.device_lines(STEPS):
+        assert line.device in text and line.device in plain and line.verdict in text
+    assert "primary fmc-a [running]" in text and "by alice: change freeze" in text and "PAUSED" in text
