@@ -136,6 +136,9 @@ def test_the_page_follows_a_renewal_and_retries_one_device(
     pack = json.loads(download.body())
     clicks = [e for e in pack["content"]["events"] if e["action"] == "retry"]
     assert clicks and {e["who"] for e in clicks} == {USER}, clicks
+    printed = env.sftrenew("report", renewal_id, "--format", "json")  # the command line's pack says the same
+    assert printed.returncode == 0, printed.stderr
+    assert [e for e in json.loads(printed.stdout)["content"]["events"] if e["action"] == "retry"] == clicks
     html = page.request.get(f"{url}/renewals/{renewal_id}/evidence?format=html")
     assert html.ok and "ftd-004" in html.text() and html.headers["content-type"].startswith("text/html")
     context.close()
