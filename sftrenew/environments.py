@@ -12,7 +12,9 @@ A process gets the environment it is started from, less the secrets it does not 
 | `web`     | the renewal page: as a command (its buttons run the commands' code), plus its users and key |
 
 The devices' passwords are the variables the inventory names (`{env: NAME}`); any other `SFTRENEW_*`
-variable that is no setting may be one too, so it goes only where device passwords go. Flower's own options
+variable that is no setting may be one too, so it goes only where device passwords go. A variable naming a
+file that holds a secret (`SFTRENEW_<NAME>_FILE`, `SFTRENEW_REDIS_PASSWORD_FILE`...) goes only where the
+secrets it fills go (`pipeline.settings.SECRET_FILE_VARIABLES`). Flower's own options
 (`FLOWER_*`, such as `FLOWER_BASIC_AUTH`) go only to Flower, and the inventory's path does not go to Flower,
 which reads no inventory. Everything else (`PATH`, `HOME`, the non-secret settings) goes everywhere.
 """
@@ -25,22 +27,31 @@ from typing import Literal
 
 from pipeline.errors import ConfigError, InventoryError
 from pipeline.secrets import read_inventory
-from pipeline.settings import ENV_PREFIX, SECRET_VARIABLES, SETTINGS_VARIABLES
+from pipeline.settings import ENV_PREFIX, SECRET_FILE_VARIABLES, SECRET_VARIABLES, SETTINGS_VARIABLES
 
 Role = Literal["worker", "flower", "command", "web"]
 
 INVENTORY = ENV_PREFIX + "INVENTORY"
-#: Variables only some roles get: the secret settings, and the inventory's path.
-RESTRICTED = SECRET_VARIABLES | {INVENTORY}
+#: Variables only some roles get: the secret settings, the files that hold them, and the inventory's path.
+RESTRICTED = SECRET_VARIABLES | frozenset(SECRET_FILE_VARIABLES) | {INVENTORY}
 _BACKENDS = frozenset(ENV_PREFIX + name for name in ("DATABASE_URL", "BROKER_URL", "RESULT_BACKEND"))
 _REDIS = frozenset(ENV_PREFIX + name for name in ("BROKER_URL", "RESULT_BACKEND"))
+
+
+def _with_files(variables: frozenset[str]) -> frozenset[str]:
+    """`variables` and every secret file variable that fills only secrets among them."""
+    return variables | {name for name, fills in SECRET_FILE_VARIABLES.items() if fills <= variables}
+
+
 #: Per role, which of the restricted variables it gets.
 ROLE_VARIABLES: Mapping[Role, frozenset[str]] = {
-    "worker": _BACKENDS | {ENV_PREFIX + "ARTIFACT_KEY", INVENTORY, ENV_PREFIX + "NOTIFY"},
-    "flower": _REDIS | {ENV_PREFIX + "FLOWER_PASSWORD"},
-    "command": _BACKENDS | {ENV_PREFIX + "ARTIFACT_KEY", INVENTORY, ENV_PREFIX + "NOTIFY"},
-    "web": _BACKENDS
-    | {ENV_PREFIX + "ARTIFACT_KEY", INVENTORY, ENV_PREFIX + "WEB_USERS", ENV_PREFIX + "WEB_SECRET"},
+    "worker": _with_files(_BACKENDS | {ENV_PREFIX + "ARTIFACT_KEY", INVENTORY, ENV_PREFIX + "NOTIFY"}),
+    "flower": _with_files(_REDIS | {ENV_PREFIX + "FLOWER_PASSWORD"}),
+    "command": _with_files(_BACKENDS | {ENV_PREFIX + "ARTIFACT_KEY", INVENTORY, ENV_PREFIX + "NOTIFY"}),
+    "web": _with_files(
+        _BACKENDS
+        | {ENV_PREFIX + "ARTIFACT_KEY", INVENTORY, ENV_PREFIX + "WEB_USERS", ENV_PREFIX + "WEB_SECRET"}
+    ),
 }
 #: The roles that log in to devices, and so get the devices' passwords (the page's approve plans again).
 DEVICE_ROLES: frozenset[Role] = frozenset({"worker", "command", "web"})

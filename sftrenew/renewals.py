@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import getpass
 import json
 import math
 import os
@@ -27,6 +26,7 @@ from pipeline.store.checks import ServiceUnreachableError
 from pipeline.store.crypto import artifact_key
 from sftrenew import actions, reading
 from sftrenew.checks import celery_app, check_devices, engine_of, inventory_of
+from sftrenew.operators import operator_name
 from sftrenew.planning import plan_pair
 from sftrenew.services import broker_failure, check_broker
 from sftrenew.watching import Watch, status_tables
@@ -44,7 +44,7 @@ EXIT_REFUSED = 1
 def add_commands(sub: Sub) -> None:
     enqueue = sub.add_parser("enqueue", help="start a renewal of an FMC pair (or show the one running)")
     enqueue.add_argument("--pair", required=True, help="the pair's name in the inventory")
-    enqueue.add_argument("--by", help="who asks (default: the login name)")
+    enqueue.add_argument("--by", help="who asks (default: SFTRENEW_OPERATOR, else the login name)")
     enqueue.add_argument(
         "--accept-stranded",
         action="append",
@@ -80,7 +80,7 @@ def add_commands(sub: Sub) -> None:
     )
     retry.add_argument("renewal", help="renewal id")
     retry.add_argument("--device", action="append", default=[], help="only this device (repeatable)")
-    retry.add_argument("--by", help="who asks (default: the login name)")
+    retry.add_argument("--by", help="who asks (default: SFTRENEW_OPERATOR, else the login name)")
     retry.set_defaults(run=_retry)
 
     history = sub.add_parser("history", help="past renewals, newest first")
@@ -116,7 +116,7 @@ def _enqueue(args: argparse.Namespace, settings: Settings) -> int:
     engine = engine_of(settings)
     celery_app(settings)
     check_broker(settings)
-    who = args.by or getpass.getuser()
+    who = operator_name(args.by, settings)
     with store.open_session(engine) as db:
         running = store.active_renewal(session=db, pair=pair.name)
     if running is not None:
@@ -275,7 +275,7 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _retry(args: argparse.Namespace, settings: Settings) -> int:
-    who = args.by or getpass.getuser()
+    who = operator_name(args.by, settings)
 
     def sent(plan: flow.RetryRound) -> None:
         print(f"{plan.fmc}: pushing again to {', '.join(plan.devices)} (round {plan.round}, asked by {who})")

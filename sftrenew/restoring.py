@@ -12,7 +12,6 @@ and `sftrenew status` shows the device `restored`.
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 import sys
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from pipeline.secrets import SecretResolver
 from pipeline.settings import Settings
 from pipeline.steps.restore import record_refusal, restore_once
 from sftrenew.checks import check_devices, engine_of, inventory_of
+from sftrenew.operators import operator_name
 from sftrenew.renewals import EXIT_REFUSED
 from tasks.context import Context
 
@@ -42,7 +42,7 @@ def add_commands(sub: Sub) -> None:
     restore.add_argument("renewal", help="renewal id")
     restore.add_argument("--device", required=True, help="the device (an FTD, or the HA peer FMC)")
     restore.add_argument("--fmc", required=True, help="the FMC whose files on the device are put back")
-    restore.add_argument("--by", help="who restores (default: the login name)")
+    restore.add_argument("--by", help="who restores (default: SFTRENEW_OPERATOR, else the login name)")
     restore.set_defaults(run=_restore)
 
 
@@ -62,7 +62,7 @@ class Target:
 def _restore(args: argparse.Namespace, settings: Settings) -> int:
     inventory = inventory_of(settings)
     engine = engine_of(settings)
-    who = args.by or getpass.getuser()
+    who = operator_name(args.by, settings)
     try:
         with store.open_session(engine) as db:
             target = _target(db, args.renewal, args.fmc, args.device)

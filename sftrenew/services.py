@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import redis
+from celery.utils.nodenames import host_format
 from kombu.exceptions import OperationalError as KombuOperationalError
 from pydantic import SecretStr
 
@@ -18,12 +19,12 @@ from pipeline import store
 from pipeline.devices.known_hosts import check_known_hosts
 from pipeline.errors import ConfigError
 from pipeline.secrets import read_inventory
-from pipeline.settings import MASK, Settings, redact_url
+from pipeline.settings import FILE_SUFFIX, MASK, Settings, redact_url
 from pipeline.store.checks import ServiceUnreachableError, check_database
 from pipeline.store.crypto import artifact_key
 from sftlab import cli as lab_cli
 from tasks.context import Context
-from tasks.queues import CONTROL_QUEUE, PUSH_QUEUE, push_queue
+from tasks.queues import CONTROL_QUEUE, PUSH_QUEUE, push_queue, queue_name
 from tasks.reconcile import reconcile_stalled
 from workers.app import make_celery
 from workers.embedded import redis_server_binary
@@ -42,7 +43,11 @@ def add_commands(sub: Sub) -> None:
     serve.set_defaults(run=_lab)
 
     worker = sub.add_parser("worker", help="run a Celery worker (threads pool) for the renewal tasks")
-    worker.add_argument("-Q", "--queues", help="queues to serve (default: control, push and every site's)")
+    worker.add_argument(
+        "-Q",
+        "--queues",
+        help="queues to serve (default: control, push and every site's), within SFTRENEW_QUEUE_PREFIX",
+    )
     worker.add_argument("--concurrency", type=int, help="threads (default: SFTRENEW_WORKER_CONCURRENCY)")
     worker.add_argument("--beat", action="store_true", help="also run the reconciler's schedule (one worker)")
     worker.add_argument("--hostname", help="worker name (default: sftrenew@<host>)")
@@ -51,6 +56,12 @@ def add_commands(sub: Sub) -> None:
         dest="supervise",
         action="store_false",
         help="run the Celery worker in this process, without restarting it when it dies",
+    )
+    worker.add_argument(
+        "--ping",
+        action="store_true",
+        help="only ask the worker named by --hostname (default: this host's) whether it answers; exit 0 if "
+        "it does, 1 if not (a container's healthcheck)",
     )
     worker.set_defaults(run=_worker)
 
@@ -131,12 +142,21 @@ def broker_failure(settings: Settings, exc: Exception) -> str | None:
     return None
 
 
+def _given(name: str) -> bool:
+    """Whether this process's environment sets `name`, directly or by a file (`<name>_FILE`)."""
+    return name in os.environ or name + FILE_SUFFIX in os.environ
+
+
 def demo_preflight(settings: Settings) -> None:
     """The demo uses a database or a broker of the operator's only when told to: check those first."""
-    if "SFTRENEW_DATABASE_URL" in os.environ:
+    if _given("SFTRENEW_DATABASE_URL"):
         check_database(settings, create=True)
-    if "SFTRENEW_BROKER_URL" in os.environ:
-        check_broker(settings, result_backend="SFTRENEW_RESULT_BACKEND" in os.environ)
+    if "SFTRENEW_BROKER_URL" in os.environ or "SFTRENEW_BROKER_URL_FILE" in os.environ:
+        check_broker(
+            settings,
+            result_backend="SFTRENEW_RESULT_BACKEND" in os.environ
+            or "SFTRENEW_RESULT_BACKEND_FILE" in os.environ,
+        )
     else:
         redis_server_binary()  # the embedded Redis's (demo extra or PATH): said before anything starts
 
@@ -155,13 +175,48 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def default_queues(settings: Settings) -> str:
-
+    """The queues a worker serves without `-Q`: control, push and every site's push queue."""
     queues = [CONTROL_QUEUE, PUSH_QUEUE]
     if settings.inventory is not None:
         inventory = read_inventory(settings.inventory)
         sites = sorted({f.site for p in inventory.pairs.values() for f in p.ftds if f.site})
         queues += [push_queue(s) for s in sites]
     return ",".join(queues)
+
+
+def worker_queues(given: str | None, settings: Settings) -> str:
+    """The queues a worker consumes: those given (`-Q`), else the default ones; within the queue prefix."""
+    names = [q.strip() for q in (given or default_queues(settings)).split(",") if q.strip()]
+    return ",".join(queue_name(q, settings.celery.queue_prefix) for q in names)
+
+
+def worker_name(hostname: str | None) -> str:
+    return hostname or "sftrenew@" + socket.gethostname()
+
+
+#: How long `worker --ping` waits for the worker's answer.
+PING_SECONDS: Final = 5.0
+
+
+def _ping_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Whether the worker named `--hostname` (default: this host's) answers a Celery ping, through the
+    broker: what a container's healthcheck asks. A worker busy with tasks still answers (its consumer
+    thread does, not its pool)."""
+    name = host_format(worker_name(args.hostname))  # `%h` as the worker expands it
+    app = make_celery(settings)
+    try:
+        replies = app.control.ping(destination=[name], timeout=PING_SECONDS) or []
+    except (KombuOperationalError, redis.RedisError, OSError) as exc:
+        problem = _redact_in_text(str(exc))[:160]
+        print(f"sftrenew: worker {name}: the broker does not answer ({problem})", file=sys.stderr)
+        return 1
+    finally:
+        app.close()
+    if any(name in reply for reply in replies):
+        print(f"worker {name}: pong")
+        return 0
+    print(f"sftrenew: worker {name} did not answer within {PING_SECONDS:g} s", file=sys.stderr)
+    return 1
 
 
 def _check_worker(settings: Settings) -> None:
@@ -179,6 +234,8 @@ def _check_worker(settings: Settings) -> None:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    if args.ping:
+        return _ping_worker(args, settings)
     _check_worker(settings)
     store.migrate(store.make_engine(settings))
     if args.supervise:
@@ -194,8 +251,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         "worker",
         "--pool=threads",
         f"--concurrency={args.concurrency or settings.celery.concurrency}",
-        f"--queues={args.queues or default_queues(settings)}",
-        f"--hostname={args.hostname or 'sftrenew@' + socket.gethostname()}",
+        f"--queues={worker_queues(args.queues, settings)}",
+        f"--hostname={worker_name(args.hostname)}",
         "--loglevel=INFO",
         "--task-events",
         "--without-gossip",

@@ -25,9 +25,15 @@ from pipeline.notices import Notice
 from pipeline.steps.validate import peers_of
 from pipeline.store import RenewalFmc, RenewalState, StepRun
 from tasks import record
-from tasks.context import Context
+from tasks.context import Context, settings_of
 from tasks.notify import notify
-from tasks.queues import CONTROL_QUEUE, push_queue
+from tasks.queues import control_queue, push_queue
+
+
+def queue_prefix() -> str:
+    """The queue prefix of the current app's settings (`SFTRENEW_QUEUE_PREFIX`; none for an app without)."""
+    settings = settings_of(current_app._get_current_object())
+    return settings.celery.queue_prefix if settings is not None else ""
 
 
 def _task(name: str, args: tuple[object, ...], *, queue: str, shadow: str) -> Signature:
@@ -52,7 +58,10 @@ def shadow(step: str, renewal_id: str, fmc: str, device: str | None = None) -> s
 
 def control_step(step: str, renewal_id: str, fmc: str) -> Signature:
     return _task(
-        f"sftrenew.{step}", (renewal_id, fmc), queue=CONTROL_QUEUE, shadow=shadow(step, renewal_id, fmc)
+        f"sftrenew.{step}",
+        (renewal_id, fmc),
+        queue=control_queue(queue_prefix()),
+        shadow=shadow(step, renewal_id, fmc),
     )
 
 
@@ -69,7 +78,7 @@ def verify_step(renewal_id: str, fmc: str, round_: int) -> Signature:
     return _task(
         "sftrenew.verify",
         (renewal_id, fmc, round_),
-        queue=CONTROL_QUEUE,
+        queue=control_queue(queue_prefix()),
         shadow=shadow("verify", renewal_id, fmc),
     )
 
@@ -82,7 +91,10 @@ def site_of(pair: FmcPair, device: str) -> str | None:
 def pushes(
     renewal_id: str, pair: FmcPair, fmc: str, devices: Sequence[str], round_: int, who: str | None = None
 ) -> Signature:
-    return group(push_step(renewal_id, fmc, d, push_queue(site_of(pair, d)), round_, who) for d in devices)
+    prefix = queue_prefix()
+    return group(
+        push_step(renewal_id, fmc, d, push_queue(site_of(pair, d), prefix), round_, who) for d in devices
+    )
 
 
 def build_canvas(

@@ -17,8 +17,8 @@ from typing import Any
 from pipeline.errors import SftrenewError
 from pipeline.inventory import Inventory
 from tasks.context import context
-from tasks.flow import site_of
-from tasks.queues import CONTROL_QUEUE, push_queue
+from tasks.flow import queue_prefix, site_of
+from tasks.queues import control_queue, push_queue
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +29,19 @@ CONTROL_TASKS = frozenset(
 PUSH_TASK = "sftrenew.push"
 
 
-def device_queue(inventory: Inventory, device: str) -> str:
+def device_queue(inventory: Inventory, device: str, prefix: str = "") -> str:
     """The push queue of `device`: `push.<site>` for an FTD whose entry names a site, else `push` (the HA
-    peer, an FTD without a site, or a name the inventory no longer has)."""
+    peer, an FTD without a site, or a name the inventory no longer has); within `prefix`."""
     for pair in inventory.pairs.values():
         if any(ftd.name == device for ftd in pair.ftds):
-            return push_queue(site_of(pair, device))
-    return push_queue(None)
+            return push_queue(site_of(pair, device), prefix)
+    return push_queue(None, prefix)
 
 
 def expected_queue(device: str) -> str:
-    """The queue a push to `device` belongs on, by the inventory this process reads now."""
-    return device_queue(context().inventory(), device)
+    """The queue a push to `device` belongs on, by the inventory and queue prefix this process has now."""
+    ctx = context()
+    return device_queue(ctx.inventory(), device, ctx.settings.celery.queue_prefix)
 
 
 def route(
@@ -48,7 +49,7 @@ def route(
 ) -> dict[str, str] | None:
     """Celery's router: the queue of a renewal task sent without one (an explicit queue wins, in Celery)."""
     if name in CONTROL_TASKS:
-        return {"queue": CONTROL_QUEUE}
+        return {"queue": control_queue(queue_prefix())}
     if name != PUSH_TASK:
         return None
     device = args[2] if len(args) > 2 else kwargs.get("device")
@@ -61,4 +62,4 @@ def route(
         log.info(
             "push to %s sent without a queue and no inventory here (%s): the worker routes it", device, exc
         )
-        return {"queue": push_queue(None)}
+        return {"queue": push_queue(None, queue_prefix())}

@@ -13,7 +13,8 @@ Choices, each for a reason:
   a budget: sftrenew's own timeouts (SSH, commands, the regeneration, the verify deadline) bound each task,
   and the regeneration's is checked against it here.
 - Queues: `control` for FMC steps, `push` for device pushes, and `push.<site>` for FTDs whose inventory entry
-  names a site, so a worker near that site's jump server can serve it (`sftrenew worker -Q push.dc2`).
+  names a site, so a worker near that site's jump server can serve it (`sftrenew worker -Q push.dc2`); all
+  within `SFTRENEW_QUEUE_PREFIX` when set (`lab.control`: the lab beside production on one Redis).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from celery import Celery
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 from tasks.context import register_settings
-from tasks.queues import CONTROL_QUEUE
+from tasks.queues import control_queue
 from tasks.reconcile import RECONCILE_TASK
 from tasks.routing import route
 
@@ -80,7 +81,7 @@ def make_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         worker_pool="threads",
         worker_concurrency=c.concurrency,
-        task_default_queue=CONTROL_QUEUE,
+        task_default_queue=control_queue(c.queue_prefix),
         # Queues are made on first use: `control`, `push`, `push.<site>` (the canvas names them per task).
         task_create_missing_queues=True,
         # A task sent without a queue (Flower's apply, `celery call`) goes where the renewal would send it.

@@ -3,8 +3,9 @@
 A worker can die of its broker: when Redis restarts, kombu may fail while restoring unacknowledged messages
 and the worker stops with "Unrecoverable error" (a known class of kombu bugs). The renewal itself survives
 that (the database is the record and the reconciler sends lost work again), but only if a worker comes back.
-In production a service manager does this (compose `restart: unless-stopped`, systemd `Restart=always`);
-`sftrenew worker` does it too, so a plain command line is as robust. SIGINT and SIGTERM are passed to the
+`sftrenew worker` does it, on a plain command line, under systemd and in compose's containers alike, and
+stops on a refused configuration (exit 2), so a service manager that restarts on failure (compose
+`on-failure:5`) is not asked to restart a bad setting forever. SIGINT and SIGTERM are passed to the
 child and end the supervision.
 
 `sftrenew worker` checks its settings, then replaces itself with `python -m workers.supervise CHILD...`: the
