@@ -54,12 +54,9 @@ def renewal_ended(renewal_id: str, pair: str, state: str, not_verified: Sequence
             body=f"Renewal {renewal_id} of pair {pair} succeeded: every device verified on the new CA.",
             level="success",
         )
-    lines = [f"  {fmc} -> {device}" for fmc, device in not_verified[:LISTED]]
-    if len(not_verified) > LISTED:
-        lines.append(f"  and {len(not_verified) - LISTED} more")
     missing = (
         f"{len(not_verified)} device(s) not verified on the new CA (off the tunnel until fixed):\n"
-        + "\n".join(lines)
+        + _listed(not_verified)
         if not_verified
         else "No CA was regenerated: every device is still on its old CA."
     )
@@ -72,6 +69,31 @@ def renewal_ended(renewal_id: str, pair: str, state: str, not_verified: Sequence
         ).rstrip(),
         level="warning" if state == "partial" else "failure",
     )
+
+
+def renewal_abandoned(
+    renewal_id: str, pair: str, who: str, why: str, not_verified: Sequence[tuple[str, str]]
+) -> Notice:
+    """Someone ended a renewal by hand: who and why, and the devices it leaves off the new CA."""
+    left = (
+        f"{len(not_verified)} device(s) not on the new CA (off the tunnel until their files are copied):\n"
+        + _listed(not_verified)
+        if not_verified
+        else "No device was left off a new CA."
+    )
+    return Notice(
+        title=f"sftrenew: renewal of {pair} abandoned by {who}",
+        body=f"Renewal {renewal_id} of pair {pair} was abandoned by {who}: {why}\n{left}",
+        level="warning" if not not_verified else "failure",
+    )
+
+
+def _listed(devices: Sequence[tuple[str, str]]) -> str:
+    """The first `LISTED` (FMC, device) pairs, one a line, and how many more."""
+    lines = [f"  {fmc} -> {device}" for fmc, device in devices[:LISTED]]
+    if len(devices) > LISTED:
+        lines.append(f"  and {len(devices) - LISTED} more")
+    return "\n".join(lines)
 
 
 def cas_due(result: CheckResult) -> Notice | None:

@@ -20,7 +20,7 @@ from functools import cached_property
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from pipeline import flow, store
+from pipeline import flow, notices, report, store
 from pipeline.devices.factory import SessionFactory
 from pipeline.errors import ConfigError
 from pipeline.records import plan_changes
@@ -33,6 +33,7 @@ from sftrenew.services import broker_failure, check_broker
 from tasks import artifacts, retrying
 from tasks.context import Context
 from tasks.flow import pushes, records, resend
+from tasks.notify import notify
 
 
 class Desk(Context):
@@ -277,13 +278,14 @@ def check_reason(reason: str | None) -> str:
 
 def abandon(desk: Desk, renewal_id: str, *, reason: str, force: bool, by: str) -> AbandonOutcome:
     """End a renewal and free its pair. After a regeneration (or its recorded intent) only with `force`
-    (`RegeneratedAlreadyError` otherwise, nothing changed); the outcome lists the devices left behind."""
+    (`RegeneratedAlreadyError` otherwise, nothing changed); the outcome lists the devices left behind, and
+    `SFTRENEW_NOTIFY` is told."""
     why = check_reason(reason)
     now = desk.now()
     with store.open_session(desk.engine) as db:
         row = _active(db, renewal_id)
         fmcs = store.fmcs_of(session=db, renewal_id=row.id)
-        changed = [f.fmc for f in fmcs if f.regen_intent_at_utc is not None or f.ca_after_sha256 is not None]
+        changed = report.regenerated(fmcs)
         if changed and not force:
             raise RegeneratedAlreadyError(row.id, changed)
         for fmc in fmcs:
@@ -298,20 +300,6 @@ def abandon(desk: Desk, renewal_id: str, *, reason: str, force: bool, by: str) -
             detail=why + (" (forced, after a regeneration)" if changed else ""),
         )
         store.finish_renewal(session=db, renewal_id=row.id, state="failed", now=now)
-        behind = _not_on_new_ca(db, row.id, changed)
-    return AbandonOutcome(row.id, row.pair, tuple(behind))
-
-
-def _not_on_new_ca(db: Session, renewal_id: str, regenerated: list[str]) -> list[str]:
-    """Per regenerated FMC, the devices its verify did not verify (or that were never verified)."""
-    lines = []
-    steps = store.steps_of(session=db, renewal_id=renewal_id)
-    for fmc in regenerated:
-        peers = {s.device for s in steps if s.fmc == fmc and s.device and s.step == "push"}
-        verified = {
-            s.device
-            for s in steps
-            if s.fmc == fmc and s.device and s.step == "verify" and s.state == "succeeded"
-        }
-        lines += [f"{fmc} -> {device}" for device in sorted(peers - verified)]
-    return lines
+        missing = report.not_verified(fmcs, store.steps_of(session=db, renewal_id=row.id))
+    notify(desk.settings, notices.renewal_abandoned(row.id, row.pair, by, why, missing))
+    return AbandonOutcome(row.id, row.pair, tuple(f"{fmc} -> {device}" for fmc, device in missing))

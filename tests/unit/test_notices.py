@@ -51,3 +51,11 @@ def test_a_ca_check_tells_only_what_is_not_ok() -> None:
     assert "fmc-400" not in warned.body
     critical = notices.cas_due(check(10, 60))
     assert critical is not None and critical.level == "failure" and critical.title.endswith("CRITICAL")
+
+
+def test_an_abandon_says_who_why_and_what_it_leaves_behind() -> None:
+    told = notices.renewal_abandoned("r-4", "dc1", "bob", "window closed", [("fmc-a", "ftd-007")])
+    assert told.title == "sftrenew: renewal of dc1 abandoned by bob" and told.level == "failure"
+    assert "abandoned by bob: window closed" in told.body and "fmc-a -> ftd-007" in told.body
+    clean = notices.renewal_abandoned("r-5", "dc1", "bob", "not needed", [])
+    assert clean.level == "warning" and "No device was left off a new CA." in clean.body
