@@ -46,6 +46,11 @@ def _last(steps: Sequence[StepRun], step: str, device: str | None) -> StepRun | 
     return max(telling, key=lambda s: s.attempt) if telling else None
 
 
+def control_states(steps: Sequence[StepRun]) -> dict[str, str | None]:
+    """One FMC's control steps and the state each stands in (None: not run yet), from its attempts."""
+    return {name: run.state if (run := _last(steps, name, None)) else None for name in CONTROL}
+
+
 def device_lines(steps: Sequence[StepRun]) -> list[DeviceLine]:
     devices = sorted({s.device for s in steps if s.device is not None and s.step == "push"})
     lines = []
@@ -86,9 +91,7 @@ def render(
     ]
     for fmc in fmcs:
         mine = [s for s in steps if s.fmc == fmc.fmc]
-        control = "  ".join(
-            f"{name}:{run.state}" if (run := _last(mine, name, None)) else f"{name}:-" for name in CONTROL
-        )
+        control = "  ".join(f"{name}:{state or '-'}" for name, state in control_states(mine).items())
         before = (fmc.ca_before_sha256 or "-")[:12]
         after = (fmc.ca_after_sha256 or "-")[:12]
         out.append("")
@@ -218,7 +221,7 @@ def status_document(
                 "state": fmc.state,
                 "ca_before_sha256": fmc.ca_before_sha256,
                 "ca_after_sha256": fmc.ca_after_sha256,
-                "steps": {name: run.state if (run := _last(mine, name, None)) else None for name in CONTROL},
+                "steps": control_states(mine),
                 "devices": [
                     {
                         "device": line.device,

@@ -44,20 +44,24 @@ def load_secrets_file(path: Path) -> Mapping[str, SecretStr]:
     Raises `ConfigError` naming the file and the fix when it is missing, readable by group or others, not a
     YAML mapping of text to text; the message never contains a value, nor the text of a line.
     """
+    return _parse_secrets(read_private_file(path, what="secrets file", named_by="secrets_file"), path)
+
+
+def read_private_file(path: Path, *, what: str, named_by: str) -> bytes:
+    """The bytes of a file only its owner may read (mode 0600 or stricter, checked on the open file, so no
+    swap between check and read); ConfigError naming `what`, the file and the fix (`named_by`: the setting
+    that names it) when it is readable by others or cannot be read. Used for every file of secrets."""
     try:
         with path.open("rb") as handle:
             mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
             if mode & ~ALLOWED_SECRETS_MODE:
                 raise ConfigError(
-                    f"secrets file {path} has mode {mode:04o}, but only its owner may read it (0600 or "
+                    f"{what} {path} has mode {mode:04o}, but only its owner may read it (0600 or "
                     f"stricter); run: chmod 600 {path}"
                 )
-            raw = handle.read()
+            return handle.read()
     except OSError as exc:
-        raise ConfigError(
-            f"cannot read the secrets file {path}: {exc.strerror}; check secrets_file"
-        ) from None
-    return _parse_secrets(raw, path)
+        raise ConfigError(f"cannot read the {what} {path}: {exc.strerror}; check {named_by}") from None
 
 
 def _parse_secrets(raw: bytes, path: Path) -> Mapping[str, SecretStr]:

@@ -23,6 +23,7 @@ from sqlmodel import Session
 from pipeline import flow, notices, report, store
 from pipeline.devices.factory import SessionFactory
 from pipeline.errors import ConfigError
+from pipeline.inventory import Inventory
 from pipeline.records import plan_changes
 from pipeline.secrets import SecretResolver
 from pipeline.store.checks import ServiceUnreachableError
@@ -125,8 +126,23 @@ class AbandonOutcome:
     not_on_new_ca: tuple[str, ...]
 
 
-def _no_renewal(renewal_id: str) -> ConfigError:
-    return ConfigError(f"no renewal {renewal_id}; `sftrenew history` lists them")
+def _ready_to_send(desk: Desk, *, sealed_keys: bool) -> Inventory:
+    """What an act that sends tasks checks first, in this order (the commands' exit codes follow it): the
+    inventory, the artifact key (`sealed_keys`: the act pushes them), the database, the broker."""
+    inventory = inventory_of(desk.settings)
+    if sealed_keys:
+        artifact_key(desk.settings.artifact_key)
+    _ = desk.engine
+    desk.celery()
+    check_broker(desk.settings)
+    return inventory
+
+
+def _renewal(db: Session, renewal_id: str) -> store.Renewal:
+    row = store.renewal(session=db, renewal_id=renewal_id)
+    if row is None:
+        raise ConfigError(f"no renewal {renewal_id}; `sftrenew history` lists them")
+    return row
 
 
 def retry(
@@ -140,15 +156,9 @@ def retry(
     """Push again to the devices whose last push failed or was refused (only `devices` when named), then
     verify; no regeneration. Every input is checked before the renewal is reopened or a round opened."""
     settings = desk.settings
-    inventory = inventory_of(settings)
-    artifact_key(settings.artifact_key)
-    engine = desk.engine
-    desk.celery()
-    check_broker(settings)
-    with store.open_session(engine) as db:
-        row = store.renewal(session=db, renewal_id=renewal_id)
-        if row is None:
-            raise _no_renewal(renewal_id)
+    inventory = _ready_to_send(desk, sealed_keys=True)
+    with store.open_session(desk.engine) as db:
+        row = _renewal(db, renewal_id)
         renewal_id = row.id
         pair = inventory.pair(row.pair)
         check_devices(settings, inventory, [pair])
@@ -191,15 +201,9 @@ def approve(
     `PlanChangedError` when the plan differs from the one recorded at enqueue, else record who approved which
     plan and send the regeneration."""
     settings = desk.settings
-    inventory = inventory_of(settings)
-    artifact_key(settings.artifact_key)
-    engine = desk.engine
-    desk.celery()
-    check_broker(settings)
-    with store.open_session(engine) as db:
-        row = store.renewal(session=db, renewal_id=renewal_id)
-        if row is None:
-            raise _no_renewal(renewal_id)
+    inventory = _ready_to_send(desk, sealed_keys=True)
+    with store.open_session(desk.engine) as db:
+        row = _renewal(db, renewal_id)
         if not flow.takes_step(row.state):
             raise ConfigError(f"renewal {row.id} ended ({row.state}): there is nothing to approve")
         if not store.awaiting_approval(session=db, renewal_id=row.id):
@@ -225,7 +229,7 @@ def approve(
     summary = "; ".join(
         f"{f.fmc}: {len(f.peers)} peers, {len(f.stranded)} stranded (accepted)" for f in planned.plan.fmcs
     )
-    with store.open_session(engine) as db:
+    with store.open_session(desk.engine) as db:
         store.add_event(
             session=db, renewal_id=renewal_id, action="approve", now=desk.now(), who=by, detail=summary
         )
@@ -234,9 +238,7 @@ def approve(
 
 
 def _active(db: Session, renewal_id: str) -> store.Renewal:
-    row = store.renewal(session=db, renewal_id=renewal_id)
-    if row is None:
-        raise _no_renewal(renewal_id)
+    row = _renewal(db, renewal_id)
     if not flow.takes_step(row.state):
         raise ConfigError(f"renewal {row.id} ended already ({row.state})")
     return row
@@ -254,12 +256,8 @@ def pause(desk: Desk, renewal_id: str, *, reason: str | None, by: str) -> PauseO
 
 def resume(desk: Desk, renewal_id: str, *, by: str) -> ResumeOutcome:
     """Let a paused renewal go on: record who, and send what waits."""
-    settings = desk.settings
-    inventory = inventory_of(settings)
-    engine = desk.engine
-    desk.celery()
-    check_broker(settings)
-    with store.open_session(engine) as db:
+    inventory = _ready_to_send(desk, sealed_keys=False)
+    with store.open_session(desk.engine) as db:
         row = _active(db, renewal_id)
         if not store.paused(session=db, renewal_id=row.id):
             raise ConfigError(f"renewal {row.id} is not paused")

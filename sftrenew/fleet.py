@@ -21,7 +21,7 @@ from pipeline.secrets import SecretResolver
 from pipeline.settings import Settings
 from sftrenew.checks import check_devices, engine_of, inventory_of
 from sftrenew.planning import plan_pair
-from tasks.notify import notify
+from tasks.notify import notify, wanted
 
 Sub = Any
 
@@ -86,7 +86,7 @@ def _plan(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
-    if args.notify and not (settings.notify and notices.notify_urls(settings.notify.get_secret_value())):
+    if args.notify and not wanted(settings):
         raise ConfigError("--notify: SFTRENEW_NOTIFY is not set; give it apprise URLs (docs/cli.md)")
     factory, inventory = _factory(settings, args.pair)
     pairs = [inventory.pair(args.pair)] if args.pair else list(inventory.pairs.values())

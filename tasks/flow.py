@@ -26,7 +26,7 @@ from pipeline.steps.validate import peers_of
 from pipeline.store import RenewalFmc, RenewalState, StepRun
 from tasks import record
 from tasks.context import Context, settings_of
-from tasks.notify import notify
+from tasks.notify import notify, wanted
 from tasks.queues import control_queue, push_queue
 
 
@@ -180,7 +180,7 @@ def _finish(db: Session, ctx: Context, renewal_id: str, pair: str, outcome: Rene
     row = store.renewal(session=db, renewal_id=renewal_id)
     was_active = row is not None and flow.takes_step(row.state)
     store.finish_renewal(session=db, renewal_id=renewal_id, state=outcome, now=ctx.now())
-    if not was_active:
+    if not was_active or not wanted(ctx.settings):
         return None
     fmcs = store.fmcs_of(session=db, renewal_id=renewal_id)
     missing = report.not_verified(fmcs, store.steps_of(session=db, renewal_id=renewal_id))

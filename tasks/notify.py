@@ -17,9 +17,18 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def wanted(settings: Settings) -> bool:
+    """Someone is to be told: callers build a notice (which may read the record) only then."""
+    return bool(_urls(settings))
+
+
+def _urls(settings: Settings) -> list[str]:
+    return notify_urls(settings.notify.get_secret_value()) if settings.notify else []
+
+
 def notify(settings: Settings, notice: Notice) -> bool:
     """Send `notice` to every URL of `SFTRENEW_NOTIFY`; True when each took it. Never raises."""
-    urls = notify_urls(settings.notify.get_secret_value()) if settings.notify else []
+    urls = _urls(settings)
     if not urls:
         return False
     try:

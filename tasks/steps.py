@@ -27,7 +27,7 @@ from tasks import artifacts, pushing
 from tasks.context import context
 from tasks.control import IGNORED_MESSAGE, control_run, stand_aside
 from tasks.flow import push_step, send, shadow
-from tasks.notify import notify
+from tasks.notify import notify, wanted
 from tasks.routing import expected_queue
 
 Result = dict[str, Any]
@@ -91,10 +91,9 @@ def regenerate_task(self: Task, renewal_id: str, fmc: str) -> Result:
     token = str(self.request.id)
     if artifacts.awaiting_approval(context(), renewal_id):
         # Held for approval: the chain stops here (nothing recorded); `sftrenew approve` sends this step.
-        notify(
-            context().settings,
-            notices.awaiting_approval(renewal_id, artifacts.pair_name(context(), renewal_id), fmc),
-        )
+        if wanted(context().settings):  # the pair's name is read only for a notice someone gets
+            held = notices.awaiting_approval(renewal_id, artifacts.pair_name(context(), renewal_id), fmc)
+            notify(context().settings, held)
         stand_aside(
             f"renewal {renewal_id} awaits approval: `sftrenew approve {renewal_id}` regenerates", "held"
         )

@@ -22,10 +22,8 @@ import binascii
 import functools
 import hashlib
 import hmac
-import os
 import re
 import secrets
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -34,6 +32,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from pipeline.errors import ConfigError
+from pipeline.secrets import read_private_file
 from pipeline.settings import Settings
 
 Role = Literal["operator", "viewer"]
@@ -50,8 +49,6 @@ SALT_BYTES: Final = 16
 KEY_BYTES: Final = 32
 #: The shortest password `hash-password` accepts.
 MIN_PASSWORD: Final = 12
-#: Permission bits the users file may have: its owner's, nobody else's (as the inventory's secrets file).
-ALLOWED_USERS_MODE: Final = 0o600
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
@@ -186,19 +183,7 @@ def load_users(settings: Settings) -> dict[str, User]:
 
 
 def _read_private(path: Path) -> str:
-    try:
-        with path.open("rb") as handle:
-            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
-            if mode & ~ALLOWED_USERS_MODE:
-                raise ConfigError(
-                    f"users file {path} has mode {mode:04o}, but only its owner may read it (0600 or "
-                    f"stricter); run: chmod 600 {path}"
-                )
-            raw = handle.read()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read the users file {path}: {exc.strerror}; check SFTRENEW_WEB_USERS_FILE"
-        ) from None
+    raw = read_private_file(path, what="users file", named_by="SFTRENEW_WEB_USERS_FILE")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

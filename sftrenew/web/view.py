@@ -188,10 +188,7 @@ def fmc_view(
             cells.append(
                 Cell(fmc.fmc, peer.name, CellState.WAITING, "-", peer.routes, 0, "-", "", (), retryable=False)
             )
-    control = []
-    for name in report.CONTROL:
-        runs = [s for s in mine if s.step == name and s.device is None]
-        control.append((name, max(runs, key=lambda s: s.attempt).state if runs else "-"))
+    control = [(name, state or "-") for name, state in report.control_states(mine).items()]
     return FmcView(
         fmc=fmc.fmc,
         role=fmc.role,
