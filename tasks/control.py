@@ -47,14 +47,15 @@ def stand_aside(why: str, state: StoodAside = "ignored") -> NoReturn:
 
     Celery has no way to say this: Ignore sends no event and stores nothing (Flower and `AsyncResult` would
     show the task STARTED for good), and Reject without requeue is stored and shown as FAILURE. So the task
-    says it itself, then ends with Ignore: a `task-<state>` event, which Flower shows as the task's state,
-    and the same state, with `why`, in the result backend: FORWARDED, IGNORED, HELD, PAUSED or LATE, never
+    says it itself, then ends with Ignore: the state, with `why`, in the result backend, then a `task-<state>`
+    event, which Flower shows as the task's state: FORWARDED, IGNORED, HELD, PAUSED or LATE, never
     SUCCESS or FAILURE."""
     log.warning("task stood aside (%s): %s", state, why)
     if current_task:  # a task runs (not a step called in-process by `python -m pipeline.steps`)
         try:
-            current_task.send_event(f"task-{state}", reason=why)
+            # Stored first, told second: whoever sees the event finds the result backend already agreeing.
             current_task.update_state(state=state.upper(), meta={"reason": why})
+            current_task.send_event(f"task-{state}", reason=why)
         except Exception as exc:  # for the views only: the broker's trouble must not run the step
             log.warning("could not record that task %s stood aside: %s", current_task.request.id, exc)
     raise Ignore(why)

@@ -9,6 +9,7 @@ What clients did over SSH is counted per device (`sessions_opened`, `round_trips
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Mapping
@@ -30,6 +31,8 @@ from sftlab.shell.session import Endpoint
 from sftlab.shell.usage import DeviceUsage
 from sftlab.tools import control
 from sftlab.tunnel.hub import SftunnelHub, TunnelDevice
+
+_SESSIONS_END_S = 10.0  # bound on waiting for aborted sessions to hang up (a bash's grace, then SIGKILL)
 
 Role = Literal["fmc-primary", "fmc-secondary", "ftd", "jump"]
 
@@ -178,11 +181,13 @@ class Fleet:
 
     async def stop(self) -> None:
         """Close every listener, session, shell and tunnel; nothing is left running."""
+        sessions = []
         for device in self.devices.values():
             if device.rest is not None:
                 await device.rest.close()
             for session in list(device.endpoint.sessions):
                 session.abort()
+                sessions.append(session)
             for conn in list(device.endpoint.connections):
                 conn.abort()
             if device.front is not None:
@@ -191,6 +196,10 @@ class Fleet:
                 if acceptor is not None:
                     acceptor.close()
                     await acceptor.wait_closed()
+        # An aborted session still hangs up its shells (SIGHUP, a grace, SIGKILL); waited for here, or the
+        # runner's last cancel would cut that short and leave a device's bash running past the lab.
+        if sessions:
+            await asyncio.wait([asyncio.ensure_future(s.ended()) for s in sessions], timeout=_SESSIONS_END_S)
         await self.hub.close()
         if self.control_server is not None:
             await self.control_server.close()

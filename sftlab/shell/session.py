@@ -87,6 +87,7 @@ class Session:
         )
         self._lectured = False
         self._shells: list[BashShell] = []
+        self._ended = asyncio.Event()
 
     async def run(self) -> None:
         self._ep.sessions.add(self)
@@ -101,11 +102,18 @@ class Session:
             status = 255
         finally:
             reader.cancel()
-            for bash in reversed(self._shells):
-                await bash.close()
-            self._ep.sessions.discard(self)
-            with contextlib.suppress(Exception):
-                self._process.exit(status)
+            try:
+                for bash in reversed(self._shells):
+                    await bash.close()
+            finally:
+                self._ep.sessions.discard(self)
+                self._ended.set()
+                with contextlib.suppress(Exception):
+                    self._process.exit(status)
+
+    async def ended(self) -> None:
+        """Return once the session has hung up its shells and their processes have died."""
+        await self._ended.wait()
 
     def abort(self) -> None:
         """Cut the connection as a network failure would (used by the fleet)."""

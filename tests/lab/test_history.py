@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.lab.client import ADMIN_PROMPT, CLISH_PROMPT, ROOT_PROMPT, Shell, open_client
-from tests.lab.fixtures import RunningLab
+from tests.lab.fixtures import MakeLab, RunningLab
 
 pytestmark = pytest.mark.lab
 
@@ -198,3 +198,35 @@ def test_an_exec_request_is_not_recorded(shared_lab: RunningLab) -> None:
     lines = history(shared_lab, "jump-1", "/home/operator")
     assert f"echo login-{tag}; exit" in lines
     assert not any(f"exec-{tag}" in line for line in lines)
+
+
+def test_stopping_the_lab_leaves_no_process_of_an_open_shell(make_lab: MakeLab) -> None:
+    """The lab's stop hangs up every open shell, as sshd's exit would, and waits for it: bash saves its
+    history and leaves; a job that ignores SIGHUP is killed. Nothing of a device outlives the lab (a bash
+    left running once surfaced, tests later, as an unraisable ResourceWarning)."""
+    lab = make_lab(ftds=1)
+    tag = token()
+    shell = lab.shell("ftd-001")
+    climb_typing(lab, shell, f"echo admin-{tag}", f"echo root-{tag}")
+    shell.run("nohup sleep 600 >/dev/null 2>&1 &")  # bash prints the job's number and pid
+    pids = shell.run("echo $$ $!").split()
+    assert len(pids) == 2 and all(pid.isdigit() for pid in pids), pids
+    assert all(Path(f"/proc/{pid}").exists() for pid in pids)
+
+    lab.runner.stop()
+
+    deadline = time.monotonic() + GONE_S
+    while left := [pid for pid in pids if alive(int(pid))]:
+        assert time.monotonic() < deadline, f"still running after the lab stopped: {left}"
+        time.sleep(0.05)
+    assert f"echo root-{tag}" in history(lab, "ftd-001", "/root")  # hung up, bash saved its history
+    shell.client.close()
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie waiting to be reaped has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
