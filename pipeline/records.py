@@ -72,13 +72,18 @@ class PeerRecord(_Record):
     #: The login the peer refused at validate (None: none; documents written before it have no such key):
     #: no step of this renewal logs in to it again until `sftrenew retry` (`pipeline.flow.login_refused`).
     refusal: RefusalRecord | None = None
+    #: Its routes are those the plan gate found at enqueue, moments before: validate did not log in to it.
+    from_plan: bool = False
 
     @model_serializer(mode="wrap")
     def _as_always_without_a_refusal(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
-        """A peer that refused nothing is written exactly as before the field existed."""
+        """A peer that refused nothing, probed by validate itself, is written exactly as before those fields
+        existed."""
         data: dict[str, object] = handler(self)
         if data.get("refusal") is None:
             data.pop("refusal", None)
+        if not data.get("from_plan"):
+            data.pop("from_plan", None)
         return data
 
 
@@ -105,6 +110,7 @@ class ValidateRecord(_Record):
                     routes=tuple(str(r) for r in p.routes_ok),
                     action=planned.action,
                     refusal=_refusal(p),
+                    from_plan=p.from_plan,
                 )
                 for p, planned in zip(facts.peers, plan.peers, strict=True)
             ),

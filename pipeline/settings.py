@@ -173,6 +173,10 @@ class Settings(BaseModel):
     #: Device sessions one FMC step opens at once (validate's probes, verify's reads of peers its pushes did
     #: not answer for): network-bound, each a thread in the task (docs/scaling.md).
     step_sessions: Annotated[int, Field(ge=1, le=256)] = 32
+    #: How long a working route found by the plan gate at enqueue stands for the renewal's own validate, which
+    #: then does not log in to that device again (0: validate probes every device itself). A failed or
+    #: refused probe is never taken as working; the FMC's tunnels are always read afresh (docs/scaling.md).
+    plan_fresh_for: Annotated[float, Field(ge=0, le=86_400)] = 900.0
     #: The database of record (SQLAlchemy URL): SQLite for the demo, PostgreSQL in production.
     database_url: SecretUrl = SecretUrl("sqlite:///sftrenew.db")
     #: Seals private keys in the artifact store (URL-safe base64 of 32 bytes; `store.new_artifact_key()`).
@@ -198,6 +202,7 @@ _ENV_FIELDS: Mapping[str, tuple[str, ...]] = {
     "VERIFY_DEADLINE": ("verify_deadline",),
     "VERIFY_INTERVAL": ("verify_interval",),
     "STEP_SESSIONS": ("step_sessions",),
+    "PLAN_FRESH_FOR": ("plan_fresh_for",),
     "RENEW_WITHIN_DAYS": ("renew_within_days",),
     "REQUIRE_APPROVAL": ("require_approval",),
     "DATABASE_URL": ("database_url",),

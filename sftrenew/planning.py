@@ -1,8 +1,8 @@
 """The read-only plan against the live fleet, as `plan` prints it and `enqueue` gates on it.
 
 Each FMC of the pair is validated as the renewal's own validate step does it (its CA, its tunnels, each peer
-tried by its routes until one works), and nothing is changed: `pipeline.plan` turns the facts into what a
-renewal would do to each device.
+tried by its routes until one works; a device probed once for both FMCs), and nothing is changed:
+`pipeline.plan` turns the facts into what a renewal would do to each device.
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ from pipeline.errors import REFUSAL_KINDS
 from pipeline.inventory import FmcPair
 from pipeline.plan import RenewalPlan, plan_renewal
 from pipeline.settings import Settings
-from pipeline.steps.validate import ValidateOutcome, peers_of, validate
+from pipeline.steps.validate import (
+    FmcIdentity,
+    ValidateOutcome,
+    facts_of,
+    fmc_identity,
+    peers_of,
+    probe_peers,
+)
 
 #: `plan --json`'s shape; a change that breaks a reader gets a new number.
 PLAN_SCHEMA = "sftrenew.plan/1"
@@ -85,22 +92,23 @@ def jump_refusals(facts: ValidateOutcome) -> dict[str, str]:
 
 
 def plan_pair(factory: SessionFactory, pair: FmcPair, settings: Settings) -> PairPlan:
-    """Validate each FMC of the pair (read-only) and plan from what was found. A jump server that refused a
-    login is not logged in to again while planning (`SessionFactory.guarded`)."""
+    """Validate each FMC of the pair (read-only) and plan from what was found. Each FMC's own side (CA,
+    tunnels) is read from it; each device is probed once for both FMCs, as what a login finds does not depend
+    on the FMC asking (at 300 FTDs, 300 logins instead of 600). A jump server that refused a login is not
+    logged in to again while planning (`SessionFactory.guarded`)."""
     factory = factory.guarded()
-    found: list[ValidateOutcome] = []
+    identities: list[FmcIdentity] = []
     for fmc in pair.fmcs:
         session = factory.open(fmc.name, factory.routes_for(fmc.name)[0])
         try:
-            found.append(
-                validate(
-                    session,
-                    factory,
-                    peers_of(pair, fmc),
-                    now_utc=datetime.now(UTC),
-                    workers=settings.step_sessions,
-                )
-            )
+            identities.append(fmc_identity(session))
         finally:
             session.close()
+    devices = list({d.name: d for fmc in pair.fmcs for d in peers_of(pair, fmc)}.values())
+    probes = probe_peers(factory, devices, workers=settings.step_sessions)
+    now = datetime.now(UTC)
+    found = [
+        facts_of(fmc.name, identity, peers_of(pair, fmc), probes, now_utc=now)
+        for fmc, identity in zip(pair.fmcs, identities, strict=True)
+    ]
     return PairPlan(pair, tuple(found), plan_renewal(pair.name, found))

@@ -25,7 +25,7 @@ from pipeline.records import PeerRecord, RefusalRecord, ValidateRecord
 from pipeline.steps.backup import BackupOutcome
 from pipeline.steps.push import HeldFiles, RestartFacts
 from pipeline.steps.regenerate import RegenOutcome
-from pipeline.steps.validate import RouteProbe, ValidateOutcome
+from pipeline.steps.validate import PeerProbe, RouteProbe, ValidateOutcome
 from pipeline.steps.verify import Expected, Recorded, Verdict, VerifyOutcome
 from pipeline.store import RenewalFmc
 from tasks import record
@@ -145,22 +145,36 @@ def planned_peers(db: Session, renewal_id: str) -> dict[str, int]:
     return found
 
 
-def refused_at_plan(ctx: Context, renewal_id: str, fmc: str) -> dict[str, RouteProbe]:
-    """The logins the peers refused when the gate at enqueue planned this FMC: validate does not try them
-    again (each refused login counts towards the device's lockout). Empty when there is no plan record."""
-    planned = plan_record(ctx, renewal_id, fmc)
-    if planned is None:
-        return {}
-    return {
-        p.name: RouteProbe(
-            Route.parse(p.refusal.route),
-            ok=False,
-            error_kind=p.refusal.kind,
-            detail=f"{p.refusal.detail} (refused when the renewal was planned)",
+def known_at_plan(ctx: Context, renewal_id: str, fmc: str) -> dict[str, PeerProbe]:
+    """What the gate at enqueue found of the FMC's peers that validate takes as it is, without logging in:
+    every login a peer refused (each refused login counts towards the device's lockout), and, while the plan
+    is younger than `plan_fresh_for`, every working route with the UUID the device reported. A failed probe
+    is not taken: validate tries that device again. Empty when there is no plan record."""
+    with ctx.db() as db:
+        rows = store.artifacts_of(session=db, renewal_id=renewal_id, fmc=fmc, kind="plan")
+        found = [r for r in rows if r.path == PLAN_PATH]
+        if not found:
+            return {}
+        artifact = found[-1]
+        planned = read_validate_record(
+            store.artifact_data(artifact, key=ctx.settings.artifact_key), renewal_id=renewal_id, fmc=fmc
         )
-        for p in planned.peers
-        if p.refusal is not None
-    }
+        age = (ctx.now() - artifact.created_at_utc).total_seconds()
+    fresh = 0 <= age <= ctx.settings.plan_fresh_for
+    known = {}
+    for p in planned.peers:
+        if p.refusal is not None:
+            refused = RouteProbe(
+                Route.parse(p.refusal.route),
+                ok=False,
+                error_kind=p.refusal.kind,
+                detail=f"{p.refusal.detail} (refused when the renewal was planned)",
+            )
+            known[p.name] = PeerProbe((refused,), None, from_plan=True)
+        elif fresh and p.routes:
+            working = tuple(RouteProbe(Route.parse(route), ok=True) for route in p.routes)
+            known[p.name] = PeerProbe(working, p.uuid, from_plan=True)
+    return known
 
 
 def awaiting_approval(ctx: Context, renewal_id: str) -> bool:

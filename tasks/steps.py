@@ -64,7 +64,7 @@ def validate_task(self: Task, renewal_id: str, fmc: str) -> Result:
                 peers,
                 now_utc=run.ctx.now(),
                 workers=run.ctx.settings.step_sessions,
-                refused=artifacts.refused_at_plan(run.ctx, renewal_id, fmc),
+                known=artifacts.known_at_plan(run.ctx, renewal_id, fmc),
             )
         plan = artifacts.save_validate(run.ctx, renewal_id, facts)
         unaccepted = [n for n in plan.stranded if n not in artifacts.accepted_stranded(run.ctx, renewal_id)]
@@ -79,6 +79,8 @@ def validate_task(self: Task, renewal_id: str, fmc: str) -> Result:
         "fmc": fmc,
         "awaiting_approval": artifacts.awaiting_approval(context(), renewal_id),
         "ca_days_left": facts.ca_days_left,
+        "probed": sum(not p.from_plan for p in facts.peers),
+        "from_plan": sum(p.from_plan for p in facts.peers),
         "stranded": list(plan.stranded),
         "peers": {p.name: p.action.name for p in plan.peers},
     }

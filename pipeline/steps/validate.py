@@ -3,9 +3,11 @@
 The FMC's `sftunnel_status.pl` says which tunnels are up (a peer whose tunnel is up gets its new files from
 `generate_certs.pl` itself); the CA says how many days are left; each peer is tried by its routes in order
 (direct, then its jump server, until one works, and never again after a refused login: each one counts
-towards an AAA lockout), and what it holds for this FMC is read. A peer whose tunnel is down and
-that no route reaches would be stranded by a renewal: `plan.plan_fmc` says so from these facts, before any
-change.
+towards an AAA lockout), and the UUID it reports is read. A peer whose tunnel is down and that no route
+reaches would be stranded by a renewal: `plan.plan_fmc` says so from these facts, before any
+change. What a probe finds does not depend on the FMC asking, so the plan gate probes each device of a pair
+once for both FMCs (`sftrenew.planning`), and the renewal's own validate, moments later, logs in only to the
+devices the gate could not vouch for.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from datetime import datetime
 from typing import Literal
 
 from pipeline.certs import CertFacts
-from pipeline.devicepaths import CA_CERT, IMS_CONF, PEER_CA, peer_dir
+from pipeline.devicepaths import CA_CERT, IMS_CONF
 from pipeline.devices.factory import SessionFactory
 from pipeline.devices.files import read_files
 from pipeline.devices.session import DeviceSession, Route
@@ -59,7 +61,8 @@ class PeerFacts:
     uuid: str | None
     tunnel: Tunnel
     probes: tuple[RouteProbe, ...]
-    holds_ca_sha256: str | None
+    #: Its probes were the plan gate's, made moments before in this renewal, not this validate's own.
+    from_plan: bool = False
 
     @property
     def routes_ok(self) -> tuple[Route, ...]:
@@ -88,10 +91,23 @@ class ValidateOutcome:
 
 
 @dataclass(frozen=True)
-class _Probe:
+class PeerProbe:
+    """What logging in to one device found: the routes tried, in order, and the UUID it reported. It does
+    not depend on the FMC asking, so one probe serves both FMCs of a pair."""
+
     probes: tuple[RouteProbe, ...]
     uuid: str | None
-    holds_ca_sha256: str | None
+    #: Found earlier in this renewal (the plan gate), not by this probe.
+    from_plan: bool = False
+
+
+@dataclass(frozen=True)
+class FmcIdentity:
+    """The FMC's own side of validate: its UUID, its CA, its tunnels."""
+
+    uuid: str
+    ca: CertFacts
+    tunnels: TunnelStatusReport
 
 
 def peers_of(pair: FmcPair, fmc: Fmc) -> list[Fmc | Ftd]:
@@ -100,12 +116,12 @@ def peers_of(pair: FmcPair, fmc: Fmc) -> list[Fmc | Ftd]:
     return [*pair.ftds, other]
 
 
-def fmc_identity(session: DeviceSession) -> tuple[str, CertFacts, TunnelStatusReport]:
+def fmc_identity(session: DeviceSession) -> FmcIdentity:
     """The FMC's own UUID, its CA, and its tunnels, read in three commands."""
     files = read_files(session, (IMS_CONF, CA_CERT))
     uuid = parse_ims_conf(files[IMS_CONF].decode()).get("APPLIANCE_UUID", "").lower()
     status = parse_tunnel_status(session.run("sftunnel_status.pl 2>&1").output)
-    return uuid, CertFacts.from_pem(files[CA_CERT]), status
+    return FmcIdentity(uuid, CertFacts.from_pem(files[CA_CERT]), status)
 
 
 def refusal_text(exc: DeviceError) -> str:
@@ -118,14 +134,13 @@ def refusal_text(exc: DeviceError) -> str:
     return str(exc)
 
 
-def probe_peer(factory: SessionFactory, device: Fmc | Ftd, fmc_uuid: str) -> _Probe:
-    """Try the device's routes in order until one works, and read its UUID and the CA it holds for us there.
-    The routes after a working one are not tried: the push tries them only if the first fails, so a second
+def probe_peer(factory: SessionFactory, device: Fmc | Ftd) -> PeerProbe:
+    """Try the device's routes in order until one gives a root shell, and read the UUID it reports. The
+    routes after a working one are not tried: the push tries them only if the first fails, so a second
     session per device (at 300 FTDs, 300 more logins per FMC) would prove nothing the push needs. A refused
     login (authentication, host key) ends the probing: no other route logs in again."""
     probes: list[RouteProbe] = []
     uuid: str | None = None
-    held: str | None = None
     for route in factory.routes_for(device.name):
         try:
             session = factory.open(device.name, route)
@@ -138,20 +153,36 @@ def probe_peer(factory: SessionFactory, device: Fmc | Ftd, fmc_uuid: str) -> _Pr
             probes.append(RouteProbe(route, ok=False, error_kind=type(exc).__name__))
             continue
         try:
-            uuid, held = _peer_view(session, fmc_uuid)
+            uuid = _reported_uuid(session)
         finally:
             session.close()
         probes.append(RouteProbe(route, ok=True))
         break
-    return _Probe(tuple(probes), uuid, held)
+    return PeerProbe(tuple(probes), uuid)
 
 
-def _peer_view(session: DeviceSession, fmc_uuid: str) -> tuple[str | None, str | None]:
-    ca_path = f"{peer_dir(fmc_uuid)}/{PEER_CA}"
-    files = read_files(session, (IMS_CONF, ca_path))
+def _reported_uuid(session: DeviceSession) -> str | None:
+    files = read_files(session, (IMS_CONF,))
     uuid = parse_ims_conf(files[IMS_CONF].decode()).get("APPLIANCE_UUID") if IMS_CONF in files else None
-    held = CertFacts.from_pem(files[ca_path]).sha256 if ca_path in files else None
-    return (uuid.lower() if uuid else None), held
+    return uuid.lower() if uuid else None
+
+
+def probe_peers(
+    factory: SessionFactory,
+    devices: Sequence[Fmc | Ftd],
+    *,
+    workers: int,
+    known: Mapping[str, PeerProbe] | None = None,
+) -> dict[str, PeerProbe]:
+    """Probe every device not in `known`, in parallel (SSH is network-bound); the others keep what is known
+    of them. By device name."""
+    earlier = known or {}
+    todo = [d for d in devices if d.name not in earlier]
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="validate") as pool:
+        probed = dict(
+            zip((d.name for d in todo), pool.map(lambda d: probe_peer(factory, d), todo), strict=True)
+        )
+    return {d.name: earlier[d.name] if d.name in earlier else probed[d.name] for d in devices}
 
 
 def tunnel_state(status: TunnelStatusReport, host: str, uuid: str | None) -> Tunnel:
@@ -163,6 +194,39 @@ def tunnel_state(status: TunnelStatusReport, host: str, uuid: str | None) -> Tun
     return "unknown"
 
 
+def facts_of(
+    fmc: str,
+    identity: FmcIdentity,
+    peers: Sequence[Fmc | Ftd],
+    probes: Mapping[str, PeerProbe],
+    *,
+    now_utc: datetime,
+) -> ValidateOutcome:
+    """The FMC's validate outcome: its identity joined with each peer's probe and its tunnel."""
+    facts = []
+    for device in peers:
+        probe = probes[device.name]
+        uuid = device.uuid or probe.uuid
+        facts.append(
+            PeerFacts(
+                name=device.name,
+                host=device.host,
+                uuid=uuid,
+                tunnel=tunnel_state(identity.tunnels, device.host, uuid),
+                probes=probe.probes,
+                from_plan=probe.from_plan,
+            )
+        )
+    return ValidateOutcome(
+        fmc=fmc,
+        fmc_uuid=identity.uuid,
+        ca_sha256=identity.ca.sha256,
+        ca_not_after_utc=identity.ca.not_after_utc,
+        ca_days_left=identity.ca.days_left(now_utc),
+        peers=tuple(facts),
+    )
+
+
 def validate(
     session: DeviceSession,
     factory: SessionFactory,
@@ -170,39 +234,12 @@ def validate(
     *,
     now_utc: datetime,
     workers: int = 8,
-    refused: Mapping[str, RouteProbe] | None = None,
+    known: Mapping[str, PeerProbe] | None = None,
 ) -> ValidateOutcome:
-    """Read the FMC, then probe every peer in parallel (SSH is network-bound). A peer in `refused` refused a
-    login earlier in this renewal (the plan gate at enqueue): it is not logged in to again, and that refusal
-    stands as its probe."""
-    fmc_uuid, ca, status = fmc_identity(session)
-    earlier = refused or {}
-
-    def probe_once(device: Fmc | Ftd) -> _Probe:
-        if device.name in earlier:
-            return _Probe((earlier[device.name],), None, None)
-        return probe_peer(factory, device, fmc_uuid)
-
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="validate") as pool:
-        probed = list(pool.map(probe_once, peers))
-    facts = []
-    for device, probe in zip(peers, probed, strict=True):
-        uuid = device.uuid or probe.uuid
-        facts.append(
-            PeerFacts(
-                name=device.name,
-                host=device.host,
-                uuid=uuid,
-                tunnel=tunnel_state(status, device.host, uuid),
-                probes=probe.probes,
-                holds_ca_sha256=probe.holds_ca_sha256,
-            )
-        )
-    return ValidateOutcome(
-        fmc=session.device,
-        fmc_uuid=fmc_uuid,
-        ca_sha256=ca.sha256,
-        ca_not_after_utc=ca.not_after_utc,
-        ca_days_left=ca.days_left(now_utc),
-        peers=tuple(facts),
-    )
+    """Read the FMC, then probe every peer in parallel. A peer in `known` is not logged in to: what this
+    renewal's plan gate found of it stands (a login it refused, which must not be tried again, as each
+    counts towards a lockout; or a working route found moments before, `tasks.artifacts.known_at_plan`).
+    The tunnels are always read afresh from the FMC."""
+    identity = fmc_identity(session)
+    probes = probe_peers(factory, peers, workers=workers, known=known)
+    return facts_of(session.device, identity, peers, probes, now_utc=now_utc)

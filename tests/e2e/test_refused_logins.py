@@ -24,17 +24,18 @@ def test_a_wrong_password_costs_one_refused_login_per_validate(make_sqlite_env: 
     assert plan.returncode == 1, plan.stderr
     assert "authentication refused for admin on ftd-001" in plan.stdout, plan.stdout
     assert "fix its credential" in plan.stdout and "no SSH route" not in plan.stdout, plan.stdout
-    # One validate per FMC, each stopping at ftd-001's first refusal (was 4: direct, then the jump server).
-    assert env.lab.refused_logins("ftd-001") == 2
+    # One probe of ftd-001 for both FMCs, stopping at its first refusal (was 4: per FMC, direct, then the
+    # jump server; then 2: once per FMC).
+    assert env.lab.refused_logins("ftd-001") == 1
 
     env.start_worker()
     renewal_id = env.enqueue()
     assert env.wait_finished(renewal_id).state == "partial", env.sftrenew("status", renewal_id).stdout
-    # The whole renewal: one refused login per FMC's validate (its direct route; the jump route is not tried
-    # after a refusal); the round-1 push fails at once from validate's record, without logging in; verify does
-    # not log in to a device whose push this round was refused. 2 in all (was 10: per FMC, validate 2, push
-    # 1, verify 2).
-    assert env.lab.refused_logins("ftd-001") - 2 == 2
+    # The whole renewal: one refused login, the plan gate's at enqueue (its direct route; the jump route is
+    # not tried after a refusal); each FMC's validate takes that refusal from the plan and does not log in;
+    # the round-1 push fails at once from validate's record, without logging in; verify does not log in to a
+    # device whose push this round was refused. 1 in all (was 10: per FMC, validate 2, push 1, verify 2).
+    assert env.lab.refused_logins("ftd-001") - 1 == 1
     assert env.lab.refused_logins("ftd-002") == 0
     for fmc in FMCS:
         refused = env.last_push(renewal_id, fmc, "ftd-001")
@@ -56,7 +57,7 @@ def test_a_wrong_password_costs_one_refused_login_per_validate(make_sqlite_env: 
     retried = env.sftrenew("retry", renewal_id, "--by", "alice")
     assert retried.returncode == 0, retried.stderr
     assert env.wait_finished(renewal_id).state == "succeeded", env.sftrenew("status", renewal_id).stdout
-    assert env.lab.refused_logins("ftd-001") == 4  # no refused login after the fix
+    assert env.lab.refused_logins("ftd-001") == 2  # no refused login after the fix
 
 
 def test_a_jump_server_that_refuses_the_login_is_not_the_devices_refusal(make_sqlite_env: MakeEnv) -> None:

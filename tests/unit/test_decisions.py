@@ -161,7 +161,7 @@ def _peer(name: str, tunnel: Tunnel, ok: tuple[Route, ...]) -> PeerFacts:
         RouteProbe(r, ok=r in ok, error_kind=None if r in ok else "DeviceUnreachableError")
         for r in (DIRECT, JUMP)
     )
-    return PeerFacts(name, "127.0.0.1", None, tunnel, probes, None)
+    return PeerFacts(name, "127.0.0.1", None, tunnel, probes)
 
 
 def test_plan_names_live_pushes_ssh_pushes_and_stranded_devices() -> None:

@@ -63,7 +63,7 @@ def _peer(name: str, uuid: str | None, tunnel: Tunnel, ok: tuple[Route, ...]) ->
         RouteProbe(r, ok=r in ok, error_kind=None if r in ok else "DeviceUnreachableError")
         for r in (DIRECT, JUMP)
     )
-    return PeerFacts(name, f"10.0.1.{name[-1]}", uuid, tunnel, probes, None)
+    return PeerFacts(name, f"10.0.1.{name[-1]}", uuid, tunnel, probes)
 
 
 FACTS = ValidateOutcome(
@@ -220,7 +220,6 @@ def test_a_refused_login_is_carried_to_the_push_and_verify() -> None:
         "5d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
         "down",
         (RouteProbe(DIRECT, ok=False, error_kind="AuthenticationFailedError", detail="refused: fix it"),),
-        None,
     )
     facts = dataclasses.replace(FACTS, peers=(*FACTS.peers, refused))
     record = ValidateRecord.of(facts, plan_fmc(facts))
