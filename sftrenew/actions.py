@@ -91,7 +91,8 @@ class RegeneratedAlreadyError(ActionRefusedError):
 class RetryOutcome:
     renewal_id: str
     who: str
-    #: One round per FMC that pushes again; empty: no failed push (of the devices named).
+    #: One round per FMC that pushes again; empty: no failed push (of the devices named), or each is in a
+    #: round a push delivered again had just opened (its delivery pushes it).
     rounds: tuple[flow.RetryRound, ...]
 
 
@@ -170,8 +171,9 @@ def retry(
             )
         if not plans:
             return RetryOutcome(renewal_id, by, ())
-        retrying.open_rounds(db, row, plans, who=by, now=desk.now())
-    for plan in plans:
+        # The rounds as opened: a round a redelivered push opened first is planned again (the next round).
+        opened = retrying.open_rounds(db, row, plans, who=by, now=desk.now()).rounds
+    for plan in opened:
         try:
             pushes(renewal_id, pair, plan.fmc, plan.devices, plan.round, by).apply_async()
         except Exception as exc:
@@ -184,7 +186,7 @@ def retry(
             ) from exc
         if sent is not None:
             sent(plan)
-    return RetryOutcome(renewal_id, by, tuple(plans))
+    return RetryOutcome(renewal_id, by, opened)
 
 
 def _check_key_opens(db: Session, renewal_id: str, desk: Desk) -> None:

@@ -248,16 +248,19 @@ def begin(ctx: Context, slot: Slot, number: int, *, task_id: str | None, who: st
 
 
 def _reopen(db: Session, ctx: Context, renewal: store.Renewal, slot: Slot, *, task_id: str | None) -> Slot:
-    """Open the device's next push round for the slot's FMC (`tasks.retrying`); the slot in it. A twin
-    delivery that opened it first leaves this one a duplicate attempt in the same round."""
+    """Open the device's next push round for the slot's FMC (`tasks.retrying`); the slot in it. A delivery
+    that opened a round holding the device first leaves this one a duplicate attempt in that round."""
     plans = flow.retry_devices(retrying.push_history(db, slot.renewal_id), [slot.device])
     plan = next((p for p in plans if p.fmc == slot.fmc), None) if isinstance(plans, tuple) else None
     if plan is None:  # pragma: no cover - a failed slot is a failed last attempt, which retry_devices offers
         raise LateDeliveryError(slot.renewal_id, slot.fmc, slot.device, "the record offers no push to retry")
     try:
-        retrying.open_rounds(
+        opened = retrying.open_rounds(
             db, renewal, [plan], who=f"a push delivered again (task {task_id})", now=ctx.now()
         )
     except ConfigError as exc:
         raise LateDeliveryError(slot.renewal_id, slot.fmc, slot.device, str(exc)) from None
-    return Slot(slot.renewal_id, slot.fmc, slot.device, plan.round)
+    number = opened.round_of(slot.fmc, slot.device)
+    if number is None:  # pragma: no cover - open_rounds leaves every device it was given in some open round
+        raise LateDeliveryError(slot.renewal_id, slot.fmc, slot.device, "no push round holds the device")
+    return Slot(slot.renewal_id, slot.fmc, slot.device, number)

@@ -10,7 +10,8 @@ Whoever sends the round's pushes, the round's last settle claims its verify, as 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import get_args
 
@@ -40,6 +41,28 @@ def push_history(db: Session, renewal_id: str) -> list[flow.PushHistory]:
     return history
 
 
+#: How often a round another caller opened first is planned again before giving up (each try opens the
+#: next round, so only a storm of concurrent retries of the same FMC could use them all).
+_TRIES = 5
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What `open_rounds` did: the rounds it opened (whose pushes its caller sends), and the devices it found
+    in an open slot of a round another caller had just opened (that caller sends their pushes)."""
+
+    rounds: tuple[flow.RetryRound, ...]
+    #: (FMC, device) -> the round, opened by someone else, in which the device's slot is open.
+    joined: Mapping[tuple[str, str], int]
+
+    def round_of(self, fmc: str, device: str) -> int | None:
+        """The round in which the device's push is open now, by this call or another."""
+        for plan in self.rounds:
+            if plan.fmc == fmc and device in plan.devices:
+                return plan.round
+        return self.joined.get((fmc, device))
+
+
 def open_rounds(
     db: Session,
     renewal: store.Renewal,
@@ -47,24 +70,62 @@ def open_rounds(
     *,
     who: str,
     now: datetime,
-) -> None:
+) -> Opened:
     """Reopen the renewal if it ended, then open each plan's round (its FMC running again) and record who
-    asked. ConfigError, with nothing changed, when the renewal ended and another renewal of its pair runs."""
+    asked. ConfigError, with nothing changed, when the renewal ended and another renewal of its pair runs.
+
+    A plan is made from the record before its round is opened, so two callers (a retry and a redelivered
+    push, or two pushes of different devices delivered again at once) may plan the same round number for
+    different devices; the round opens for only one of them (`store.open_push_round`). The other's devices are
+    planned again from the record as it is then: a device the winner's round holds in an open slot is left to
+    the winner; the rest go into the next round. No device is left without a slot to push in."""
     if not flow.takes_step(renewal.state) and not store.resume_renewal(
         session=db, renewal_id=renewal.id, now=now
     ):
         raise ConfigError(f"another renewal of pair {renewal.pair} is running; retry this one after it ends")
-    for plan in plans:
-        store.open_push_round(
-            session=db, renewal_id=renewal.id, fmc=plan.fmc, round=plan.round, devices=plan.devices, now=now
-        )
-        store.set_fmc_state(session=db, renewal_id=renewal.id, fmc=plan.fmc, state="running", now=now)
-        store.add_event(
-            session=db,
-            renewal_id=renewal.id,
-            action="retry",
-            now=now,
-            who=who,
-            fmc=plan.fmc,
-            detail=f"round {plan.round}: {', '.join(plan.devices)}",
-        )
+    opened: list[flow.RetryRound] = []
+    joined: dict[tuple[str, str], int] = {}
+    pending = list(plans)
+    for _ in range(_TRIES):
+        raced = []
+        for plan in pending:
+            if _open(db, renewal.id, plan, who=who, now=now):
+                opened.append(plan)
+            else:
+                raced.append(plan)
+        pending = []
+        for plan in raced:
+            newest = store.push_round(session=db, renewal_id=renewal.id, fmc=plan.fmc)
+            held = {
+                slot.device
+                for slot in store.slots(session=db, renewal_id=renewal.id, fmc=plan.fmc, round=newest)
+                if slot.settled_at_utc is None
+            }
+            joined.update({(plan.fmc, d): newest for d in plan.devices if d in held})
+            rest = tuple(d for d in plan.devices if d not in held)
+            if rest:
+                pending.append(flow.RetryRound(plan.fmc, newest + 1, rest))
+        if not pending:
+            return Opened(tuple(opened), joined)
+    names = ", ".join(f"{p.fmc}: {', '.join(p.devices)}" for p in pending)
+    raise ConfigError(
+        f"renewal {renewal.id}: other retries kept opening the next push round first ({names}); retry again"
+    )
+
+
+def _open(db: Session, renewal_id: str, plan: flow.RetryRound, *, who: str, now: datetime) -> bool:
+    if not store.open_push_round(
+        session=db, renewal_id=renewal_id, fmc=plan.fmc, round=plan.round, devices=plan.devices, now=now
+    ):
+        return False
+    store.set_fmc_state(session=db, renewal_id=renewal_id, fmc=plan.fmc, state="running", now=now)
+    store.add_event(
+        session=db,
+        renewal_id=renewal_id,
+        action="retry",
+        now=now,
+        who=who,
+        fmc=plan.fmc,
+        detail=f"round {plan.round}: {', '.join(plan.devices)}",
+    )
+    return True

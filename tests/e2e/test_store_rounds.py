@@ -19,8 +19,9 @@ from alembic import command
 from sqlalchemy import Engine, MetaData, Table, inspect
 from sqlmodel import Session
 
-from pipeline import store
+from pipeline import flow, store
 from pipeline.store.schema import alembic_config, script_directory
+from tasks import retrying
 from tests.e2e.conftest import T0, new_renewal, race
 
 pytestmark = pytest.mark.e2e
@@ -173,6 +174,38 @@ def test_round_two_retries_the_devices_round_one_failed(engine: Engine) -> None:
             (2, "ftd-2", "succeeded"),
         ]  # fmt: skip
     assert _rounds(engine, rid) == (2, 2)
+
+
+def test_a_retry_planned_for_a_round_another_opened_first_goes_into_the_next(engine: Engine) -> None:
+    """Two failed devices' pushes delivered again at once (or a retry beside one) each plan round 2 from the
+    record before either opens it; it opens for one. The other's device, not held by that round, goes into
+    round 3, so it has a slot to push in; a device the first round holds is left to it."""
+    with Session(engine) as session:
+        row = new_renewal(session)
+        _open(session, row.id, 1)
+        for device in FTDS:
+            _settle(session, row.id, 1, device, "failed")
+        first = retrying.open_rounds(
+            session, row, [flow.RetryRound("fmc-a", 2, ("ftd-1",))], who="task a", now=T0
+        )
+        assert first.rounds == (flow.RetryRound("fmc-a", 2, ("ftd-1",)),)
+        # Planned before `first` opened round 2, from the same record: round 2 for ftd-1 and ftd-2.
+        second = retrying.open_rounds(
+            session, row, [flow.RetryRound("fmc-a", 2, ("ftd-1", "ftd-2"))], who="task b", now=T0
+        )
+        assert second.rounds == (flow.RetryRound("fmc-a", 3, ("ftd-2",)),)
+        assert (second.round_of("fmc-a", "ftd-1"), second.round_of("fmc-a", "ftd-2")) == (2, 3)
+        assert second.round_of("fmc-a", "ftd-3") is None
+        open_slots = [
+            (s.round, s.device)
+            for s in store.slots(session=session, renewal_id=row.id, fmc="fmc-a")
+            if s.settled_at_utc is None
+        ]
+        assert open_slots == [(2, "ftd-1"), (3, "ftd-2")]
+        retries = [
+            e.detail for e in store.events_of(session=session, renewal_id=row.id) if e.action == "retry"
+        ]
+        assert retries == ["round 2: ftd-1", "round 3: ftd-2"]
 
 
 def test_only_the_newest_round_claims_its_verify(engine: Engine) -> None:
