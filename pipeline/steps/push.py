@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from pipeline.certs import CertFacts, KeyFacts
+from pipeline.certs import CertFacts, KeyFacts, key_works_with
 from pipeline.devicepaths import PEER_CA, PEER_CERT, PEER_KEY, PUSHED_FILES, peer_dir
 from pipeline.devices.factory import SessionFactory
 from pipeline.devices.files import read_files
@@ -148,7 +148,7 @@ def held_of(files: Mapping[str, bytes], wanted: PeerMaterial | None = None) -> H
     )
     if needed and cert is not None and key_pem is not None:
         try:
-            key_ok = KeyFacts.from_pem(key_pem).public_key_sha256 == cert.public_key_sha256
+            key_ok = key_works_with(files[PEER_CERT], key_pem)
         except ValueError:
             key_ok = False
     return HeldFiles(ca.sha256 if ca else None, cert.sha256 if cert else None, key_ok)

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pipeline.certs import CertFacts, KeyFacts, is_internal_ca_of, issued_by, key_matches
+from pipeline.certs import CertFacts, is_internal_ca_of, issued_by, key_works_with
 from pipeline.devicepaths import (
     CA_CERT,
     CERTS_RUNS,
@@ -213,6 +213,6 @@ def _check_pair(ca_pem: bytes, files: dict[str, bytes], cert_path: str, key_path
     problems = []
     if not issued_by(files[cert_path], ca_pem):
         problems.append(f"{cert_path} is not issued by the new CA")
-    if not key_matches(CertFacts.from_pem(files[cert_path]), KeyFacts.from_pem(files[key_path])):
+    if not key_works_with(files[cert_path], files[key_path]):
         problems.append(f"{key_path} does not match {cert_path}")
     return problems

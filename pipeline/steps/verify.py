@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from pipeline.certs import CertFacts, KeyFacts, issued_by, key_matches
+from pipeline.certs import CertFacts, issued_by, key_works_with
 from pipeline.devicepaths import PEER_CA, PEER_CERT, PEER_KEY, peer_dir
 from pipeline.devices.factory import SessionFactory
 from pipeline.devices.files import read_files
@@ -124,8 +124,7 @@ def check_held(session: DeviceSession, *, fmc_uuid: str, ca_pem: bytes, now_utc:
         return f"missing files in {folder}"
     if CertFacts.from_pem(ca).sha256 != CertFacts.from_pem(ca_pem).sha256:
         return "holds another CA"
-    facts = CertFacts.from_pem(cert)
-    if not key_matches(facts, KeyFacts.from_pem(key)):
+    if not key_works_with(cert, key):
         return "key does not match the certificate"
     return check_cert(cert, ca_pem, now_utc)
 

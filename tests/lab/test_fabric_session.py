@@ -204,6 +204,33 @@ def _lab_key_line(lab: RunningLab, host: str, port: int) -> list[str]:
     raise AssertionError(f"[{host}]:{port} not in the lab's known_hosts")
 
 
+def test_a_known_hosts_file_changed_between_sessions_is_read_again(
+    variants: RunningLab, tmp_path: Path
+) -> None:
+    """The file is parsed once per version, not per session: an edit (a key replaced, as after a device was
+    rebuilt, or a line removed) counts from the next session on."""
+    target = variants.target("ftd-005")
+    known_hosts = tmp_path / "known_hosts"
+    line = f"[{target.host}]:{target.port} {' '.join(_lab_key_line(variants, target.host, target.port))}\n"
+    known_hosts.write_text(line)
+    factory(variants, known_hosts=known_hosts).open("ftd-005", DIRECT).close()
+
+    other_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    known_hosts.write_text(f"[{target.host}]:{target.port} {other_key}\n")
+    with pytest.raises(HostKeyRejectedError) as caught:
+        factory(variants, known_hosts=known_hosts).open("ftd-005", DIRECT)
+    assert caught.value.changed
+
+    known_hosts.write_text("")
+    with pytest.raises(HostKeyRejectedError) as caught:
+        factory(variants, known_hosts=known_hosts).open("ftd-005", DIRECT)
+    assert not caught.value.changed
+
+    known_hosts.write_text("[127.0.0.1]:1 not-a-key-line\n")
+    with pytest.raises(ConfigError, match="line 1"):
+        factory(variants, known_hosts=known_hosts).open("ftd-005", DIRECT)
+
+
 def test_unknown_jump_server_is_refused(mixed: RunningLab, tmp_path: Path) -> None:
     target = mixed.target("ftd-003")
     known_hosts = tmp_path / "known_hosts"

@@ -34,6 +34,7 @@ from pipeline.certs import (
     is_sftunnel_cert_of,
     issued_by,
     key_matches,
+    key_works_with,
 )
 from pipeline.parsing import gmt_date_utc, parse_openssl_enddate
 from sftlab.fleet import pki
@@ -558,6 +559,35 @@ def test_lab_v3_device_cert(lab_vectors: LabVectors, vectors: Vectors) -> None:
     assert key_matches(device, pkcs1)
     assert key_matches(device, pkcs8)
     assert not key_matches(device, KeyFacts.from_pem(pki.key_pem(lab_vectors.ca_key)))
+
+
+def test_a_key_works_with_its_certificate_only_when_it_signs_what_the_certificate_verifies(
+    lab_vectors: LabVectors, vectors: Vectors
+) -> None:
+    device_key = lab_vectors.device_key
+    assert key_works_with(lab_vectors.device_pem, pki.key_pem(device_key))  # PKCS#1
+    assert key_works_with(lab_vectors.device_pem, _pkcs8(device_key))
+    assert not key_works_with(lab_vectors.device_pem, pki.key_pem(lab_vectors.ca_key))  # another key
+    assert not key_works_with(lab_vectors.device_pem, _pkcs8(ec.generate_private_key(ec.SECP256R1())))
+    # Loading skips OpenSSL's consistency check of the private parts; the signature still catches a key
+    # whose public half matches and whose private parts are wrong (as a disk or a copy could leave it).
+    numbers = device_key.private_numbers()
+    broken = rsa.RSAPrivateNumbers(
+        p=numbers.p,
+        q=numbers.q,
+        d=numbers.d + 2,
+        dmp1=numbers.dmp1 + 2,
+        dmq1=numbers.dmq1 + 2,
+        iqmp=numbers.iqmp,
+        public_numbers=numbers.public_numbers,
+    ).private_key(unsafe_skip_rsa_key_validation=True)
+    assert broken.public_key().public_numbers() == device_key.public_key().public_numbers()
+    assert not key_works_with(lab_vectors.device_pem, pki.key_pem(broken))
+    with pytest.raises(CertificateError) as refused:
+        key_works_with(
+            lab_vectors.device_pem, b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n"
+        )
+    assert "not a key" not in str(refused.value)
 
 
 def test_a_v3_certificate_without_basic_constraints_is_not_a_ca(lab_vectors: LabVectors) -> None:
