@@ -222,7 +222,8 @@ class BashShell:
             set_size(self._fd, cols, rows)
 
     async def close(self) -> None:
-        """Hang up: SIGHUP to every process of bash's session, SIGKILL to what is left after a grace.
+        """Hang up: SIGHUP to bash and the foreground job (bash sends it on to its jobs), SIGKILL to whatever
+        of its session is left after a grace.
 
         As on a device whose SSH connection dropped: bash saves its history on SIGHUP (unless history is
         off) and exits at once, well within the grace. Returns once those processes have died (bash reaped,
@@ -233,7 +234,7 @@ class BashShell:
             return
         self._closed = True
         if self._proc.returncode is None:
-            hang_up(self._proc.pid)
+            hang_up(self._proc.pid, self._fd)
             await asyncio.wait({self._watcher}, timeout=_GRACE_S)
         await kill_session(self._proc.pid)
         await self._watcher

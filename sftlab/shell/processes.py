@@ -2,9 +2,10 @@
 end of its session's processes.
 
 A device's bash runs in a session of its own (``setsid``), and everything it starts stays in that session,
-background jobs included. A hang-up reaches them all, as sshd's SIGHUP does when a connection drops
-(:func:`hang_up`); whatever is left after the caller's grace is killed through pidfds, so a pid reused
-meanwhile is never hit (:func:`kill_session`). A non-root lab gives a root shell uid 0 in a new user
+background jobs included. A hang-up is what a device's kernel sends when sshd closes the pty of a dropped
+connection (:func:`hang_up`: bash and the foreground job; bash passes it on to its jobs); whatever of the
+session is left after the caller's grace is killed through pidfds, so a pid reused meanwhile is never hit
+(:func:`kill_session`). A non-root lab gives a root shell uid 0 in a new user
 namespace when the system allows it (:func:`userns_available`, probed once per process).
 """
 
@@ -71,11 +72,20 @@ def _session_pids(sid: int) -> list[int]:
     return pids
 
 
-def hang_up(sid: int) -> None:
-    """SIGHUP to every process of session ``sid``."""
-    for pid in _session_pids(sid):
+def hang_up(leader: int, terminal: int) -> None:
+    """What a device's kernel does when sshd closes the pty of a dropped connection: SIGHUP to the session's
+    leader (bash, which sends it on to its jobs before it exits) and to the terminal's foreground process
+    group. `terminal` is the pty's master side. No scan of the system's processes: that is
+    :func:`kill_session`'s, for what is left after the grace."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(leader, signal.SIGHUP)
+    try:
+        foreground = os.tcgetpgrp(terminal)
+    except OSError:
+        return  # no foreground group (bash is gone and nothing holds the terminal)
+    if foreground > 0:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGHUP)
+            os.killpg(foreground, signal.SIGHUP)
 
 
 def _settle(future: asyncio.Future[None]) -> None:

@@ -1,16 +1,19 @@
 """sftunnel's TLS and wire format: contexts built from a device's files, frames, and failure texts.
 
-Contexts are built from the files on disk at every handshake (so new certificates take effect on the next
-handshake, device-facts 3.1). A frame is a 4-byte big-endian length and a JSON object. A refused certificate
-is diagnosed the way OpenSSL judged it, for the messages log of the end that verified (`lab.messages`).
+Contexts are made from the files on disk as they are at every handshake (so new certificates take effect on
+the next handshake, device-facts 3.1): read each time, built once per content. A frame is a 4-byte
+big-endian length and a JSON object. A refused certificate is diagnosed the way OpenSSL judged it, for the
+messages log of the end that verified (`lab.messages`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import ssl
 import struct
+from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,20 +65,52 @@ def _base_context(protocol: ssl._SSLMethod, *, lenient: bool) -> ssl.SSLContext:
 
 def owner_context(tree: DeviceTree, *, lenient: bool) -> ssl.SSLContext:
     """The owner's side: `/etc/sf/keys` identity, `/etc/sf/ca_root` trust (sftunnel.conf's proxyssl block)."""
-    ctx = _base_context(ssl.PROTOCOL_TLS_SERVER, lenient=lenient)
-    ctx.load_cert_chain(tree.host_path(tree.SFTUNNEL_CERT), tree.host_path(tree.SFTUNNEL_KEY))
-    ctx.load_verify_locations(cafile=tree.host_path(tree.CA_CERT))
-    return ctx
+    paths = (
+        tree.host_path(tree.SFTUNNEL_CERT),
+        tree.host_path(tree.SFTUNNEL_KEY),
+        tree.host_path(tree.CA_CERT),
+    )
+    return _context_for(ssl.PROTOCOL_TLS_SERVER, *paths, lenient=lenient)
 
 
 def peer_context(tree: DeviceTree, owner_uuid: str, *, lenient: bool) -> ssl.SSLContext:
     """The peer's side: everything from its folder for the owner. No hostname check: the CN is `localhost`."""
     folder = tree.host_path(tree.peer_dir(owner_uuid))
-    ctx = _base_context(ssl.PROTOCOL_TLS_CLIENT, lenient=lenient)
-    ctx.check_hostname = False
-    ctx.load_cert_chain(folder / "sftunnel-cert.pem", folder / "sftunnel-key.pem")
-    ctx.load_verify_locations(cafile=folder / "cacert.pem")
+    paths = (folder / "sftunnel-cert.pem", folder / "sftunnel-key.pem", folder / "cacert.pem")
+    return _context_for(ssl.PROTOCOL_TLS_CLIENT, *paths, lenient=lenient)
+
+
+_CONTEXTS_KEPT = 1024  # about 600 tunnels' peer sides and a few owner sides, old and new files
+_contexts: OrderedDict[tuple[object, ...], ssl.SSLContext] = OrderedDict()
+
+
+def _context_for(
+    protocol: ssl._SSLMethod, cert: Path, key: Path, ca: Path, *, lenient: bool
+) -> ssl.SSLContext:
+    """A context for the three files as they are at this handshake. Built once per content of the files
+    (making a context and loading them costs more CPU than the handshake's own crypto, and an FMC accepts
+    hundreds of handshakes with one identity), and built again as soon as any of them changes. A context is
+    kept only when the files did not change while it was built. Missing or bad files raise as before."""
+    found = _digests(cert, key, ca)
+    wanted = (protocol, lenient, found)
+    ctx = _contexts.get(wanted)
+    if ctx is not None:
+        _contexts.move_to_end(wanted)
+        return ctx
+    ctx = _base_context(protocol, lenient=lenient)
+    if protocol == ssl.PROTOCOL_TLS_CLIENT:
+        ctx.check_hostname = False
+    ctx.load_cert_chain(cert, key)
+    ctx.load_verify_locations(cafile=ca)
+    if _digests(cert, key, ca) == found:
+        _contexts[wanted] = ctx
+        if len(_contexts) > _CONTEXTS_KEPT:
+            _contexts.popitem(last=False)
     return ctx
+
+
+def _digests(*paths: Path) -> tuple[bytes, ...]:
+    return tuple(hashlib.sha256(path.read_bytes()).digest() for path in paths)
 
 
 async def send(writer: asyncio.StreamWriter, message: Mapping[str, Any]) -> None:
