@@ -36,9 +36,13 @@ _DISABLED_CC = ("VERASE", "VKILL", "VWERASE", "VREPRINT", "VDISCARD", "VEOL", "V
 
 def tty_bytes(line: str) -> bytes:
     """The bytes to write for one line: specials quoted with VLNEXT, VEOF every _CHUNK bytes, then ``\\n``."""
+    data = line.encode()
+    if _QUOTED.isdisjoint(data):  # the usual line (shell words, base64): cut into chunks, nothing to quote
+        chunks = [data[i : i + _CHUNK] for i in range(0, len(data), _CHUNK)] or [b""]
+        return VEOF.join(chunks) + b"\n"
     out = bytearray()
     size = 0
-    for byte in line.encode():
+    for byte in data:
         token = bytes((0x16, byte)) if byte in _QUOTED else bytes((byte,))
         if size + len(token) > _CHUNK:
             out += VEOF
