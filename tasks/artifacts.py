@@ -60,11 +60,18 @@ def stored(
     device: str | None = None,
 ) -> bytes:
     """The newest artifact of that kind and path, unsealed, read in the caller's transaction."""
+    return store.artifact_data(_newest(db, renewal_id, fmc, kind=kind, path=path, device=device), key=key)
+
+
+def _newest(
+    db: Session, renewal_id: str, fmc: str, *, kind: str, path: str, device: str | None = None
+) -> store.Artifact:
+    """The newest artifact of that kind and path; LookupError naming it when there is none."""
     rows = store.artifacts_of(session=db, renewal_id=renewal_id, fmc=fmc, kind=kind, device=device)
     found = [r for r in rows if r.path == path]
     if not found:
         raise LookupError(f"renewal {renewal_id}: no {kind} artifact {path} for {device or fmc}")
-    return store.artifact_data(found[-1], key=key)
+    return found[-1]
 
 
 def save_backup(ctx: Context, renewal_id: str, outcome: BackupOutcome) -> None:
@@ -151,15 +158,13 @@ def known_at_plan(ctx: Context, renewal_id: str, fmc: str) -> dict[str, PeerProb
     is younger than `plan_fresh_for`, every working route with the UUID the device reported. A failed probe
     is not taken: validate tries that device again. Empty when there is no plan record."""
     with ctx.db() as db:
-        rows = store.artifacts_of(session=db, renewal_id=renewal_id, fmc=fmc, kind="plan")
-        found = [r for r in rows if r.path == PLAN_PATH]
-        if not found:
+        try:
+            artifact = _newest(db, renewal_id, fmc, kind="plan", path=PLAN_PATH)
+        except LookupError:
             return {}
-        artifact = found[-1]
-        planned = read_validate_record(
-            store.artifact_data(artifact, key=ctx.settings.artifact_key), renewal_id=renewal_id, fmc=fmc
-        )
+        raw = store.artifact_data(artifact, key=ctx.settings.artifact_key)
         age = (ctx.now() - artifact.created_at_utc).total_seconds()
+    planned = read_validate_record(raw, renewal_id=renewal_id, fmc=fmc)
     fresh = 0 <= age <= ctx.settings.plan_fresh_for
     known = {}
     for p in planned.peers:

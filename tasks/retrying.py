@@ -96,11 +96,7 @@ def open_rounds(
         pending = []
         for plan in raced:
             newest = store.push_round(session=db, renewal_id=renewal.id, fmc=plan.fmc)
-            held = {
-                slot.device
-                for slot in store.slots(session=db, renewal_id=renewal.id, fmc=plan.fmc, round=newest)
-                if slot.settled_at_utc is None
-            }
+            held = set(store.unsettled(session=db, renewal_id=renewal.id, fmc=plan.fmc, round=newest))
             joined.update({(plan.fmc, d): newest for d in plan.devices if d in held})
             rest = tuple(d for d in plan.devices if d not in held)
             if rest:

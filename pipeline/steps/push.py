@@ -228,7 +228,8 @@ def backup_suffix(backup_stamp_utc: datetime) -> str:
 
 def material_key_matches(material: PeerMaterial) -> bool:
     """Whether the material's key is the certificate's (what the device holds once the write read back).
-    The regeneration checked the key in full before storing it; its public half is what is compared here."""
+    The regeneration proved the key with a signature (`certs.key_works_with`) before storing it; its public
+    half is what is compared here."""
     try:
         cert = CertFacts.from_pem(material.cert_pem)
         key = KeyFacts.from_pem(material.key_pem, checked=False)
