@@ -36,7 +36,7 @@ from sftlab.shell.routes import FrontDoor
 from sftlab.shell.server import listen
 from sftlab.shell.session import ClishStatus, Endpoint
 from sftlab.shell.texts import DeviceFace
-from sftlab.tools import control, programs
+from sftlab.tools import control, install
 from sftlab.tools.status_text import render_brief
 from sftlab.tunnel.hub import SftunnelHub, TunnelDevice
 
@@ -115,7 +115,7 @@ async def _build(
     )
     await fleet.control_server.start()
     shim_dir = fleet.directory / "labbin"
-    programs.install_shims(shim_dir)
+    install.install_shims(shim_dir)
     for name, ip in addresses.items():
         fleet.devices[name] = await _start_device(fleet, name, uuids[name], ip, roots[name], shim_dir)
     down = [
@@ -185,8 +185,8 @@ async def _start_device(
         return await _start_jump(fleet, device_uuid, root, shim_dir, (known, presented))
     tree = DeviceTree(root, _kind(name))
     version, build, model = FMC_VERSION if tree.kind == "fmc" else FTD_VERSION
-    programs.install_tools(
-        tree.host_path(tree.bin_dir), programs.TOOLS_FMC if tree.kind == "fmc" else programs.TOOLS_FTD
+    install.install_tools(
+        tree.host_path(tree.bin_dir), install.TOOLS_FMC if tree.kind == "fmc" else install.TOOLS_FTD
     )
     endpoint = Endpoint(
         name=name,

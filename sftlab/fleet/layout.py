@@ -164,6 +164,10 @@ class DeviceTree:
             return []
         return sorted(entry.name for entry in os.scandir(peers) if entry.is_dir())
 
+    def holds_peer(self, uuid: str) -> bool:
+        """Whether this device holds a folder for the peer `uuid` (one of `peer_uuids`, without the scan)."""
+        return self.host_path(self.peer_dir(uuid)).is_dir()
+
     def read_ims_conf(self) -> dict[str, str]:
         return parse_ims_conf(self.host_path(self.IMS_CONF).read_text(encoding="utf-8"))
 

@@ -273,7 +273,7 @@ def _write_owner_folder(writer: _TreeWriter, tree: DeviceTree, bundle: _CaBundle
     writer.put(folder / "sw_version", owner.sw_version.encode("utf-8"))
     writer.put(folder / "peer_flags.json", _peer_flags(owner_uuid=owner.uuid, ha_peer=me.kind == "fmc"))
     writer.put(folder / "ims.conf", owner.ims_conf())
-    writer.put(folder / "sftunnel-heartbeat", b"")
+    writer.put(folder / "sftunnel-heartbeat", b"1")  # 1 byte, as on a device (device-facts 5.2)
 
 
 def _peer_flags(*, owner_uuid: str, ha_peer: bool) -> bytes:

@@ -57,18 +57,21 @@ async def userns_available() -> bool:
 
 
 def _session_pids(sid: int) -> list[int]:
-    """Every process whose session is ``sid``: bash, its jobs, and what they started (zombies included)."""
+    """Every process whose session is ``sid``: bash, its jobs, and what they started (zombies included).
+
+    One ``getsid`` per process, not a read of its ``/proc/<pid>/stat``: the scan runs once per closed shell,
+    and at 300 FTDs the file reads were 8 % of the lab's CPU.
+    """
     pids = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
+        pid = int(entry.name)
         try:
-            with open(f"/proc/{entry.name}/stat", encoding="utf-8", errors="replace") as stat:
-                fields = stat.read().rpartition(")")[2].split()
+            if os.getsid(pid) == sid:
+                pids.append(pid)
         except OSError:
-            continue
-        if len(fields) > 3 and fields[3] == str(sid):
-            pids.append(int(entry.name))
+            continue  # gone meanwhile
     return pids
 
 

@@ -2,8 +2,8 @@
 
 `sftunnel_status.pl`, `generate_certs.pl` and `pmtool` run as real programs in the device's real bash, but the
 tunnels they report on, regenerate or restart live in the lab process. They talk to it over a Unix socket with
-one JSON request and one JSON reply per connection; the socket's path reaches them in `SFTLAB_CONTROL`. This
-is the server; the tools' side is `sftlab.tools.client`.
+one request and one reply per connection (the format is `sftlab.tools.client`'s, the tools' side); the
+socket's path reaches them in `SFTLAB_CONTROL`. This is the server.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from sftlab.tools.client import Reply, Request
+from sftlab.tools.client import Reply, Request, encode_reply
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class ControlServer:
         except Exception as exc:
             log.exception("lab control request failed")
             reply = {"stdout": "", "stderr": f"lab: {type(exc).__name__}: {exc}\n", "code": 70}
-        writer.write(json.dumps(reply).encode() + b"\n")
+        writer.write(encode_reply(reply))
         with contextlib.suppress(ConnectionError):
             await writer.drain()
         writer.close()

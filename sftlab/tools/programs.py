@@ -1,6 +1,7 @@
 """The Cisco tools of a simulated device: `sftunnel_status.pl`, `generate_certs.pl`, `pmtool`.
 
-Each is a small executable on the device's PATH (written by `install_tools`) that runs this module. Prompts
+Each is a small executable on the device's PATH (written by `sftlab.tools.install`) that runs this module,
+in a process of its own for every call, so it imports only what `sftlab.tools.client` allows. Prompts
 and output follow device-facts sections 2, 3 and 7.1; the work itself happens in the lab process, reached
 over the control socket, because that is where the device's sftunnel lives.
 """
@@ -8,16 +9,14 @@ over the control socket, because that is where the device's sftunnel lives.
 from __future__ import annotations
 
 import os
-import stat
 import sys
-from collections.abc import Sequence
-from pathlib import Path
-from typing import TextIO
 
 from sftlab.tools import client
 
-TOOLS_FMC = ("sftunnel_status.pl", "generate_certs.pl", "pmtool")
-TOOLS_FTD = ("sftunnel_status.pl", "pmtool")
+TYPE_CHECKING = False  # `typing`, `pathlib` and `collections.abc` would triple a tool's start (see client)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import TextIO
 
 CONTINUE = "Do you want to continue? [yes/no]:"
 GENERATE_INTRO = (
@@ -33,35 +32,8 @@ GENERATE_INTRO = (
 NOT_ROOT = "{tool}: must be run as root\n"
 
 
-def install_tools(bin_dir: Path, names: Sequence[str], *, python: str = sys.executable) -> None:
-    """Write each tool as an executable script into a device's bin folder (host path).
-
-    The script runs Python without `site` (`-S`: no .pth files, no site-packages scan) and finds sftlab where
-    this one was imported from: a tool starts in a fraction of the time, as a device's own tools cost the
-    lab's host nothing."""
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    home = str(Path(__file__).resolve().parents[2])
-    for name in names:
-        script = bin_dir / name
-        script.write_text(
-            f"#!{python} -S\nimport sys\nsys.path.insert(0, {home!r})\n"
-            "from sftlab.tools.programs import main\nsys.exit(main(sys.argv))\n"
-        )
-        script.chmod(0o755)
-
-
-def install_shims(bin_dir: Path, *, python: str = sys.executable) -> None:
-    """Programs every lab shell has: a `sudo` that explains the lab only offers `sudo su`."""
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    sudo = bin_dir / "sudo"
-    sudo.write_text(
-        "#!/bin/sh\necho \"sudo: this device only allows 'sudo su' (or 'sudo su -') here\" >&2\nexit 1\n"
-    )
-    sudo.chmod(sudo.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-
-
 def main(argv: Sequence[str]) -> int:
-    tool = Path(argv[0]).name
+    tool = argv[0].rpartition("/")[2]
     if os.environ.get("SFTLAB_LEVEL") != "root":
         sys.stderr.write(NOT_ROOT.format(tool=tool))
         return 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import os
 
 from sftlab.fleet.layout import DeviceTree, PeerRecord, write_file_atomic
 
@@ -42,9 +43,16 @@ def software(tree: DeviceTree) -> dict[str, str]:
 
 
 def touch_heartbeat(tree: DeviceTree, owner_uuid: str) -> None:
-    """The 1-byte `sftunnel-heartbeat` file whose mtime follows the heartbeats (device-facts 5.2, ASSUMED)."""
+    """The 1-byte `sftunnel-heartbeat` file whose mtime follows the heartbeats (device-facts 5.2, ASSUMED).
+
+    Its mtime is set, and the file written only when it is missing: one system call per heartbeat of each
+    of 600 tunnels, where a rewrite took three."""
+    path = tree.host_path(tree.peer_dir(owner_uuid)) / "sftunnel-heartbeat"
     with contextlib.suppress(OSError, ValueError):
-        (tree.host_path(tree.peer_dir(owner_uuid)) / "sftunnel-heartbeat").write_bytes(b"1")
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            path.write_bytes(b"1")
 
 
 def store_push(tree: DeviceTree, owner_uuid: str, files: object) -> bool:

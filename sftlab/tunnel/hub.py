@@ -159,9 +159,9 @@ class SftunnelHub:
     async def restart(self, device_name: str) -> None:
         """`pmtool restartbyid sftunnel`: drop every tunnel of this device, then re-handshake each with the
         files on disk now (strictly); returns when each attempt finished. Failed ones stay down and retry."""
-        self._device(device_name)
+        device = self._device(device_name)
         async with self._restart_locks.setdefault(device_name, asyncio.Lock()):
-            self._discover()
+            self._discover(only=device)
             self._started[device_name] = self._clock()
             mine = [t for t in self._tunnels.values() if device_name in (t.owner.name, t.peer.name)]
             await asyncio.gather(*(self._stop(t, log_drop=True) for t in mine))
@@ -226,20 +226,30 @@ class SftunnelHub:
         except KeyError:
             raise KeyError(f"no sftunnel device named {name!r}") from None
 
-    def _discover(self) -> None:
+    def _discover(self, only: TunnelDevice | None = None) -> None:
         """Add a tunnel wherever an FMC holds a folder for a device, or a device holds one for an FMC.
 
         The second kind lets a peer the FMC has forgotten keep knocking, and be refused, as on a device.
+        With `only`, just the tunnels of that device: its own folders, and the other side's folder for it
+        (a restart needs no more, and a scan of every device's folders at every restart made a 300-FTD
+        fan-out quadratic).
         """
-        for device in self._devices.values():
+        for device in self._devices.values() if only is None else (only,):
             for uuid in device.tree.peer_uuids():
-                other = self._by_uuid.get(uuid)
-                if other is None or other is device:
-                    continue
-                if device.tree.kind == "fmc":
-                    self._tunnels.setdefault((device.name, other.name), Tunnel(device, other))
-                if other.tree.kind == "fmc":
-                    self._tunnels.setdefault((other.name, device.name), Tunnel(other, device))
+                self._add_tunnel(device, self._by_uuid.get(uuid))
+        if only is not None:
+            for other in self._devices.values():
+                if "fmc" in (other.tree.kind, only.tree.kind) and other.tree.holds_peer(only.uuid):
+                    self._add_tunnel(other, only)
+
+    def _add_tunnel(self, device: TunnelDevice, other: TunnelDevice | None) -> None:
+        """The tunnel between `device` and `other`, owned by whichever is the FMC, if not yet known."""
+        if other is None or other is device:
+            return
+        if device.tree.kind == "fmc":
+            self._tunnels.setdefault((device.name, other.name), Tunnel(device, other))
+        if other.tree.kind == "fmc":
+            self._tunnels.setdefault((other.name, device.name), Tunnel(other, device))
 
     def _view_of(self, device: TunnelDevice, other: TunnelDevice) -> TunnelView | None:
         if device.tree.kind == "fmc":

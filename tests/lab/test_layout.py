@@ -210,7 +210,7 @@ def test_fmc_pair_hold_each_others_folders_and_own_certs(seeded: Seeded) -> None
     assert record.sftunnel_port == 40002
     folder = on_primary.host_path(on_primary.peer_dir(secondary.identity.uuid))
     assert (folder / "sw_version").read_bytes() == b"7.2.9"
-    assert (folder / "sftunnel-heartbeat").read_bytes() == b""
+    assert (folder / "sftunnel-heartbeat").read_bytes() == b"1"
     assert parse_ims_conf((folder / "ims.conf").read_text())["APPLIANCE_UUID"] == secondary.identity.uuid
     _cert(folder / "sftunnel-cert.pem").verify_directly_issued_by(_cert(folder / "cacert.pem"))
     own = _cert(on_primary.host_path(DeviceTree.SFTUNNEL_CERT))
