@@ -52,8 +52,10 @@ log = logging.getLogger("pipeline.devices.fabric_session")
 
 #: The first command at root, before anything secret is typed: history off, then who we are and whether bash
 #: agrees that history is off. `shopt -qo history` exits 1 when it is off, 0 when on, and 127 in a shell
-#: without `shopt`, so only a bash that really stopped recording passes (`history=1`).
-ROOT_CHECK = 'set +o history; unset HISTFILE; echo "uid=$(id -u)"; shopt -qo history; echo "history=$?"'
+#: without `shopt`, so only a bash that really stopped recording passes (`history=1`). `PS2=` empties the
+#: continuation prompt: a file write is typed as about 40 backslash-continued lines, and the `> ` bash
+#: prints for each was 40 small packets from the device's sshd, and reads in the worker, in every push.
+ROOT_CHECK = 'set +o history; unset HISTFILE; PS2=; echo "uid=$(id -u)"; shopt -qo history; echo "history=$?"'
 _CHECKED = re.compile(r"^(uid|history)=(\S*)$", re.MULTILINE)
 
 

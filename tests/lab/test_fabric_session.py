@@ -415,6 +415,27 @@ def test_a_set_is_renamed_only_when_every_file_checked_out(variants: RunningLab,
         assert stat.S_IMODE(host.stat().st_mode) == 0o600
 
 
+def test_a_long_command_brings_no_continuation_prompts_back(
+    ftd: DeviceSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Root's `PS2` is emptied with its history: a write is typed as about 40 backslash-continued lines, and
+    bash's `> ` for each would be 40 more packets from sshd, and reads in the worker, in every push."""
+    assert isinstance(ftd, FabricSession)
+    received: list[str] = []
+    read = ftd._read
+
+    def recording(deadline: float, label: str, *, on_timeout: float | None) -> str | None:
+        text = read(deadline, label, on_timeout=on_timeout)
+        received.append(text or "")
+        return text
+
+    monkeypatch.setattr(ftd, "_read", recording)
+    ftd.write_files_atomic({f"/var/tmp/ps2-{n}.pem": os.urandom(1700) for n in range(3)})
+    text = "".join(received).replace("\r\n", "\n")
+    assert text.count("\\\n") > 30  # the echo of the continued lines came back through `_read`
+    assert "\n> " not in text
+
+
 def lab_bytes(lab: RunningLab, name: str) -> int:
     """What the lab counted on the device's one open SSH session: the count `drop_after_bytes` cuts at."""
     (session,) = lab.fleet.devices[name].endpoint.sessions
