@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from pipeline.devices.fabric_session import FabricSession, Login
 from pipeline.devices.factory import SessionFactory
+from pipeline.devices.files import read_files, read_tree
 from pipeline.devices.session import DIRECT, TEMP_GLOB, Answer, DeviceSession, Route
 from pipeline.errors import (
     TOFU_SWITCH,
@@ -413,6 +414,28 @@ def test_a_set_is_renamed_only_when_every_file_checked_out(variants: RunningLab,
         host = variants.file("ftd-005", path)
         assert host.read_bytes() == data
         assert stat.S_IMODE(host.stat().st_mode) == 0o600
+
+
+def test_a_tree_of_thousands_of_files_is_read_in_one_command(
+    variants: RunningLab, ftd: DeviceSession
+) -> None:
+    """More paths than one command line of `stat` takes (xargs runs it in several batches, in order): every
+    file back byte for byte, the filters applied, and files that are not regular left out."""
+    root = variants.file("ftd-005", "/var/tmp/tree")
+    root.mkdir()
+    wanted: dict[str, bytes] = {}
+    for n in range(2500):
+        folder = root / f"peer-{n // 10:04d}-{'x' * 40}"
+        folder.mkdir(exist_ok=True)
+        data = os.urandom(n % 7) if n % 5 else b""
+        (folder / f"sftunnel-{n}.pem").write_bytes(data)
+        (folder / f"other-{n}.txt").write_bytes(b"not wanted")
+        wanted[f"/var/tmp/tree/{folder.name}/sftunnel-{n}.pem"] = data
+    (root / "peer-0000-link.pem").symlink_to(root / "nowhere")
+    assert read_tree(ftd, ("/var/tmp/tree", "/var/tmp/no-such-root"), names=("sftunnel-*.pem",)) == wanted
+    assert read_files(ftd, [*list(wanted)[:3], "/var/tmp/tree", "/var/tmp/tree/missing"]) == dict(
+        list(wanted.items())[:3]
+    )
 
 
 def test_a_long_command_brings_no_continuation_prompts_back(
