@@ -48,6 +48,7 @@ from pipeline.store.rounds import (
     push_round,
     round_complete,
     settle_push,
+    slot,
     slots,
     unsettled,
 )
@@ -129,6 +130,7 @@ __all__ = [
     "round_complete",
     "set_fmc_state",
     "settle_push",
+    "slot",
     "slots",
     "stalled",
     "start_renewal",

@@ -173,6 +173,12 @@ def unsettled(*, session: Session, renewal_id: str, fmc: str, round: int) -> lis
     return list(session.exec(query).all())
 
 
+def slot(*, session: Session, renewal_id: str, fmc: str, round: int, device: str) -> PushSlot | None:
+    """The device's slot in the round; None when the round has none for it. One row, where `slots` reads the
+    whole round: every push asks this of its own slot."""
+    return session.get(PushSlot, (renewal_id, fmc, round, device))
+
+
 def slots(*, session: Session, renewal_id: str, fmc: str, round: int | None = None) -> list[PushSlot]:
     """The FMC's push slots (of one round, or of all), by round then device."""
     query = select(PushSlot).where(_in_round(renewal_id, fmc, round))

@@ -106,6 +106,11 @@ def test_a_second_settle_of_a_slot_changes_nothing(engine: Engine) -> None:
         assert not _settle(session, rid, 1, "ftd-1", "failed")  # redelivered, with another outcome
         (first,) = store.slots(session=session, renewal_id=rid, fmc="fmc-a", round=1)[:1]
         assert (first.outcome, first.settled_at_utc) == ("succeeded", T0 + timedelta(minutes=1))
+        one = store.slot(session=session, renewal_id=rid, fmc="fmc-a", round=1, device="ftd-1")
+        assert one is not None and (one.outcome, one.settled_at_utc) == (first.outcome, first.settled_at_utc)
+        open_one = store.slot(session=session, renewal_id=rid, fmc="fmc-a", round=1, device="ftd-2")
+        assert open_one is not None and open_one.settled_at_utc is None
+        assert store.slot(session=session, renewal_id=rid, fmc="fmc-a", round=2, device="ftd-1") is None
         assert store.unsettled(session=session, renewal_id=rid, fmc="fmc-a", round=1) == ["ftd-2"]
         assert _settle(session, rid, 1, "ftd-2", "skipped")
         assert not _settle(session, rid, 1, "ftd-2", "skipped")  # the claimer redelivered: no second verify
