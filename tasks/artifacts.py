@@ -211,9 +211,8 @@ def accepted_stranded(ctx: Context, renewal_id: str) -> frozenset[str]:
 
 def validate_record(ctx: Context, renewal_id: str, fmc: str) -> ValidateRecord:
     """Validate's facts for `fmc`, as stored; BadRecordError when the document does not read back as one."""
-    return read_validate_record(
-        data(ctx, renewal_id, fmc, kind="validate", path=VALIDATE_PATH), renewal_id=renewal_id, fmc=fmc
-    )
+    with ctx.db() as db:
+        return validated_in(db, ctx.settings.artifact_key, renewal_id, fmc)
 
 
 def read_validate_record(raw: bytes, *, renewal_id: str, fmc: str) -> ValidateRecord:
@@ -233,9 +232,9 @@ def read_validate_record(raw: bytes, *, renewal_id: str, fmc: str) -> ValidateRe
 
 @functools.lru_cache(maxsize=8)
 def _parsed_validate(raw: bytes) -> ValidateRecord:
-    """Parsed once per content: each push of a 300-peer FMC reads the same document twice (its material and
-    its refusal), 2 ms of CPU a time. The record is frozen, so sharing it is safe; a document that does not
-    parse is not cached and fails again."""
+    """Parsed once per content: every push of a 300-peer FMC reads the same document, 2 ms of CPU a time.
+    The record is frozen, so sharing it is safe; a document that does not parse is not cached and fails
+    again."""
     return ValidateRecord.model_validate_json(raw)
 
 
@@ -290,16 +289,16 @@ def _not_logged_in(decided: flow.Refused | None, peer: PeerRecord) -> str | None
     return f"not logged in: {why}; fix it, then `sftrenew retry`"
 
 
-def validate_refusal(
-    db: Session, key: SecretStr | None, renewal_id: str, fmc: str, device: str
-) -> RefusalRecord | None:
-    """The login `device` refused at `fmc`'s validate, read in the caller's transaction; None when it refused
-    none (or there is no readable record: the attempt's inputs say why)."""
-    try:
-        raw = stored(db, key, renewal_id, fmc, kind="validate", path=VALIDATE_PATH)
-        peer = read_validate_record(raw, renewal_id=renewal_id, fmc=fmc).peer(device)
-    except (LookupError, BadRecordError):
-        return None
+def validated_in(db: Session, key: SecretStr | None, renewal_id: str, fmc: str) -> ValidateRecord:
+    """Validate's facts for `fmc`, read in the caller's transaction (`validate_record` opens one);
+    LookupError when there are none, BadRecordError when the document does not read back as one."""
+    raw = stored(db, key, renewal_id, fmc, kind="validate", path=VALIDATE_PATH)
+    return read_validate_record(raw, renewal_id=renewal_id, fmc=fmc)
+
+
+def validate_refusal(validated: ValidateRecord, device: str) -> RefusalRecord | None:
+    """The login `device` refused at validate; None when it refused none."""
+    peer = validated.peer(device)
     return peer.refusal if peer is not None else None
 
 
@@ -384,13 +383,11 @@ def slot_outcome(db: Session, renewal_id: str, fmc: str, round_: int, device: st
 
 
 def material_for(
-    db: Session, key: SecretStr | None, renewal_id: str, fmc: str, device: str
+    db: Session, key: SecretStr | None, validated: ValidateRecord, renewal_id: str, fmc: str, device: str
 ) -> tuple[PeerMaterial, str]:
     """The files `device` must hold for `fmc` and the FMC's UUID, read in the caller's transaction (a push
-    attempt reads all it needs in one); UnknownPeerError when its UUID is unknown, NoMaterialError when the
-    FMC made it no certificate."""
-    raw = stored(db, key, renewal_id, fmc, kind="validate", path=VALIDATE_PATH)
-    validated = read_validate_record(raw, renewal_id=renewal_id, fmc=fmc)
+    attempt reads all it needs in one; `validated` is validate's record, `validated_in`); UnknownPeerError
+    when its UUID is unknown, NoMaterialError when the FMC made it no certificate."""
     peer = validated.peer(device)
     uuid = peer.uuid if peer is not None else None
     if not uuid:

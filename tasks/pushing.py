@@ -42,6 +42,7 @@ from pipeline.errors import (
 )
 from pipeline.inventory import FmcPair
 from pipeline.material import FilesBefore, PeerMaterial
+from pipeline.records import ValidateRecord
 from pipeline.steps.push import HeldFiles, PushAction, PushOutcome, RestartFacts, push_once
 from pipeline.store import SlotOutcome, StepState
 from tasks import artifacts, record, retrying
@@ -61,6 +62,8 @@ class Slot:
 #: The peer's material and the FMC's UUID, or the error that says why there is none (raised in the attempt,
 #: so that it is recorded as the attempt's failure and the device is offered to `sftrenew retry`).
 Inputs = tuple[PeerMaterial, str] | SftrenewError | LookupError
+#: Validate's record as the attempt's first transaction read it, or why it could not.
+Validated = ValidateRecord | SftrenewError | LookupError
 
 
 @dataclass
@@ -173,18 +176,23 @@ class PushAttempt:
         return flow.after_settle(last, s.fmc, s.round)
 
 
-def _inputs(db: Session, ctx: Context, slot: Slot) -> Inputs:
+def _inputs(db: Session, ctx: Context, slot: Slot, validated: Validated) -> Inputs:
+    if not isinstance(validated, ValidateRecord):
+        return validated
+    key = ctx.settings.artifact_key
     try:
-        return artifacts.material_for(db, ctx.settings.artifact_key, slot.renewal_id, slot.fmc, slot.device)
+        return artifacts.material_for(db, key, validated, slot.renewal_id, slot.fmc, slot.device)
     except (SftrenewError, LookupError) as exc:
         return exc
 
 
-def _refused(db: Session, ctx: Context, slot: Slot) -> PushRefusedError | None:
+def _refused(slot: Slot, validated: Validated) -> PushRefusedError | None:
     """The error the attempt fails with, without logging in, when the flow says the device must not be
-    logged in to (it refused validate's login, and this is round 1); None: log in."""
-    key = ctx.settings.artifact_key
-    refusal = artifacts.validate_refusal(db, key, slot.renewal_id, slot.fmc, slot.device)
+    logged in to (it refused validate's login, and this is round 1); None: log in (or there is no readable
+    record of validate: the attempt's inputs say why)."""
+    if not isinstance(validated, ValidateRecord):
+        return None
+    refusal = artifacts.validate_refusal(validated, slot.device)
     if refusal is None or flow.login_refused("push", slot.round, at_validate=refusal.kind) is None:
         return None
     cause = (
@@ -192,6 +200,14 @@ def _refused(db: Session, ctx: Context, slot: Slot) -> PushRefusedError | None:
         "(this renewal logs in to it again only then)"
     )
     return PushRefusedError(slot.device, refusal.route, refusal.kind, cause, False)
+
+
+def _validated(db: Session, ctx: Context, slot: Slot) -> Validated:
+    """Validate's record, read once for the attempt's material and its refusal; the error when unreadable."""
+    try:
+        return artifacts.validated_in(db, ctx.settings.artifact_key, slot.renewal_id, slot.fmc)
+    except (SftrenewError, LookupError) as exc:
+        return exc
 
 
 def begin(ctx: Context, slot: Slot, number: int, *, task_id: str | None, who: str | None) -> PushAttempt:
@@ -216,8 +232,9 @@ def begin(ctx: Context, slot: Slot, number: int, *, task_id: str | None, who: st
         factory, resolver = ctx.devices(pair.name)
         routes = tuple(factory.routes_for(slot.device))
         decided = flow.begin_push(routes, number, ctx.retry_policy)
-        inputs = _inputs(db, ctx, slot)
-        refused = _refused(db, ctx, slot)
+        validated = _validated(db, ctx, slot)
+        inputs = _inputs(db, ctx, slot, validated)
+        refused = _refused(slot, validated)
         recorded = artifacts.restart_facts(db, slot.renewal_id, slot.fmc, slot.device)
         started = record.started(
             db,

@@ -9,7 +9,8 @@ three times the interpreter's own start), and the wire format is one a tool read
 - request: one JSON object of string (or null) values, then a newline;
 - reply: a header line `<code> <stdout bytes> <stderr bytes>`, then the two texts, UTF-8.
 
-The server's side of both lives here too (`decode_request`, `encode_reply`), so the format has one owner.
+The server reads a request with `json` (loaded in the lab process anyway) and writes its reply with
+`encode_reply`, so the reply's format has one owner.
 """
 
 from __future__ import annotations
