@@ -84,7 +84,12 @@ def test_a_hand_made_regeneration_after_the_backup_stops_the_renewal(make_sqlite
     """Backup, then generate_certs.pl by hand, then the regenerate step: the CA is not this renewal's. The
     hand-made CA is minutes younger than the claim at most, which the old clock-skew rule adopted."""
     slow = {"latency_ms": 400}
-    env = make_sqlite_env({"ftds": 2, "devices": {"ftd-001": slow, "ftd-002": slow}}, **FAST_RECOVERY)
+    # Validate logs in to the slow FTDs (not taking the plan gate's routes), which holds it open long enough
+    # for the kill to land between the backup and the regenerate step.
+    env = make_sqlite_env(
+        {"ftds": 2, "devices": {"ftd-001": slow, "ftd-002": slow}},
+        **{**FAST_RECOVERY, "SFTRENEW_PLAN_FRESH_FOR": "0"},
+    )
     backed_up = ca_sha256(env, "fmc-primary")
     first = env.start_worker()
     renewal_id = env.enqueue()
