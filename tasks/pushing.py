@@ -146,7 +146,8 @@ class PushAttempt:
         held: HeldFiles | None = None,
     ) -> flow.SendVerify | None:
         s, now = self.slot, self.ctx.now()
-        with self.ctx.db() as db:
+
+        def record_end(db: Session) -> bool:
             if self.restarted:
                 store.record_restarted(
                     session=db, renewal_id=s.renewal_id, fmc=s.fmc, device=s.device, now=now
@@ -164,7 +165,7 @@ class PushAttempt:
                     now=now,
                 )
             record.finished(db, self.started, state, now=now, failure=failure, message=message)
-            last = settle is not None and store.settle_push(
+            return settle is not None and store.settle_push(
                 session=db,
                 renewal_id=s.renewal_id,
                 fmc=s.fmc,
@@ -173,6 +174,9 @@ class PushAttempt:
                 outcome=settle,
                 now=now,
             )
+
+        with self.ctx.db() as db:
+            last = store.atomically(db, lambda: record_end(db))
         return flow.after_settle(last, s.fmc, s.round)
 
 
@@ -236,16 +240,19 @@ def begin(ctx: Context, slot: Slot, number: int, *, task_id: str | None, who: st
         inputs = _inputs(db, ctx, slot, validated)
         refused = _refused(slot, validated)
         recorded = artifacts.restart_facts(db, slot.renewal_id, slot.fmc, slot.device)
-        started = record.started(
+        started = store.atomically(
             db,
-            renewal_id=slot.renewal_id,
-            fmc=slot.fmc,
-            step="push",
-            device=slot.device,
-            task_id=task_id,
-            route=str(decided.route) if isinstance(decided, flow.Attempt) else None,
-            who=who,
-            now=ctx.now(),
+            lambda: record.started(
+                db,
+                renewal_id=slot.renewal_id,
+                fmc=slot.fmc,
+                step="push",
+                device=slot.device,
+                task_id=task_id,
+                route=str(decided.route) if isinstance(decided, flow.Attempt) else None,
+                who=who,
+                now=ctx.now(),
+            ),
         )
     return PushAttempt(
         ctx,

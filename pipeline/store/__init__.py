@@ -71,6 +71,7 @@ from pipeline.store.tables import (
     StepRun,
     StepState,
 )
+from pipeline.store.transactions import atomically
 
 __all__ = [
     "Artifact",
@@ -94,6 +95,7 @@ __all__ = [
     "add_event",
     "artifact_data",
     "artifacts_of",
+    "atomically",
     "awaiting_approval",
     "begin_fmc",
     "claim_regeneration",

@@ -18,8 +18,8 @@ from pipeline.devicepaths import is_key_path
 from pipeline.material import DeviceFile
 from pipeline.store.crypto import artifact_key, seal, unseal
 from pipeline.store.fmcs import renewal_fmc
-from pipeline.store.renewals import committed, moved
 from pipeline.store.tables import Artifact, require_utc
+from pipeline.store.transactions import committed, moved
 
 #: What marks PEM key material of any kind (RSA, EC, PKCS#8, encrypted PKCS#8, OpenSSH).
 _KEY_MARKER = b"PRIVATE KEY"

@@ -11,8 +11,8 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from pipeline.store.renewals import committed
 from pipeline.store.tables import MESSAGE_CHARS, EventAction, RenewalEvent, require_utc
+from pipeline.store.transactions import committed
 
 
 def add_event(  # noqa: PLR0913 - keyword-only, one per column

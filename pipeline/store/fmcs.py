@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, update
 from sqlmodel import Session, col, select
 
-from pipeline.store.renewals import committed, moved
 from pipeline.store.tables import FMC_STATES, FmcState, RenewalFmc, require_utc
+from pipeline.store.transactions import committed, moved
 
 
 def fmcs_of(*, session: Session, renewal_id: str) -> list[RenewalFmc]:

@@ -8,8 +8,7 @@ ids are a LookupError; bad arguments (a naive datetime, an unknown state) a Valu
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
@@ -17,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from pipeline.store.tables import FINISHED_STATES, ROLES, Renewal, RenewalFmc, RenewalState, Role, require_utc
+from pipeline.store.transactions import committed, moved
 
 #: How often start_renewal tries again when the renewal that blocked it ended before it could be read back.
 _START_TRIES = 3
@@ -37,28 +37,6 @@ def _check_fmcs(fmcs: Sequence[tuple[str, Role]]) -> None:
         raise ValueError(f"a renewal needs distinct FMCs with distinct roles, got {list(fmcs)}")
     if not set(roles) <= set(ROLES) or "primary" not in roles:
         raise ValueError(f"FMC roles are {ROLES} and a primary is required, got {roles}")
-
-
-@contextmanager
-def committed(session: Session) -> Iterator[None]:
-    """Commit what the block wrote, or roll it all back when it raises: a failed write must not leave a
-    transaction (on SQLite, the database's write lock) open in the caller's session."""
-    try:
-        yield
-    except BaseException:
-        session.rollback()
-        raise
-    session.commit()
-
-
-def moved(session: Session, renewal_id: str, now: datetime) -> None:
-    """Record progress on a renewal (without committing); never moves the mark backwards (worker clocks
-    differ)."""
-    session.exec(
-        update(Renewal)
-        .where(col(Renewal.id) == renewal_id, col(Renewal.last_progress_utc) < require_utc(now))
-        .values(last_progress_utc=now)
-    )
 
 
 def active_renewal(*, session: Session, pair: str) -> Renewal | None:

@@ -19,8 +19,8 @@ from sqlmodel import Session, SQLModel, col, select
 
 from pipeline.material import FilesBefore
 from pipeline.store.fmcs import renewal_fmc
-from pipeline.store.renewals import committed, moved
 from pipeline.store.tables import PushRestart, require_utc
+from pipeline.store.transactions import committed, in_unit, moved
 
 #: A twin attempt may insert the row between our UPDATE and INSERT; then the UPDATE is tried once more.
 _UPSERT_TRIES = 2
@@ -38,7 +38,7 @@ def upsert(
                     session.add(row)
                 after()
         except IntegrityError:
-            if not tries_left:
+            if not tries_left or in_unit(session):  # in a unit, the unit runs again (`atomically`)
                 raise
         else:
             return

@@ -23,8 +23,8 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, exists, update
 from sqlmodel import Session, col, select
 
-from pipeline.store.renewals import committed, moved
 from pipeline.store.tables import SLOT_OUTCOMES, PushSlot, RenewalFmc, SlotOutcome, require_utc
+from pipeline.store.transactions import committed, moved
 
 _NAME_CHARS = 100
 

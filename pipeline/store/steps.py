@@ -16,7 +16,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from pipeline.store.fmcs import renewal_fmc
-from pipeline.store.renewals import committed, moved
 from pipeline.store.tables import (
     GAVE_UP_STATES,
     MESSAGE_CHARS,
@@ -27,6 +26,7 @@ from pipeline.store.tables import (
     StepState,
     require_utc,
 )
+from pipeline.store.transactions import committed, in_unit, moved
 
 #: How often step_started renumbers when a concurrent twin took the same attempt number.
 _NUMBER_TRIES = 5
@@ -132,7 +132,7 @@ def step_started(  # noqa: PLR0913 - keyword-only, one per column the caller kno
                 session.add(row)
                 moved(session, renewal_id, now)
         except IntegrityError:
-            if not tries_left:
+            if not tries_left or in_unit(session):  # in a unit, the unit runs again (`atomically`)
                 raise
         else:
             session.refresh(row)
