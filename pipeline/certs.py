@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import math
 from collections.abc import Callable, Mapping
@@ -119,7 +120,14 @@ class CertFacts:
 
     @classmethod
     def from_pem(cls, data: bytes) -> CertFacts:
-        """Facts of the one PEM certificate in `data`; a bundle or anything else is a `CertificateError`."""
+        """Facts of the one PEM certificate in `data`; a bundle or anything else is a `CertificateError`.
+
+        Kept by content (`_facts_of_pem`): every push of an FMC reads the same new CA, each push reads its
+        peer's certificate in its material, in what the device holds and in the key check, and at 300 FTDs
+        those parses were as much of the worker's CPU as a database transaction per push. The facts are
+        immutable, so a kept one is as good as a fresh one."""
+        if type(data) is bytes:
+            return _facts_of_pem(data)
         return _read_one_certificate(data, what="certificate").facts
 
     @classmethod
@@ -337,6 +345,12 @@ def _read_one_certificate(data: bytes, *, what: str) -> _Certificate:
         except CertificateError:
             pass  # refused at load or on a field it parses lazily: asn1crypto reads it, or says why not
     return _guarded(lambda: _from_asn1(raw, der, what=what), what)
+
+
+@functools.lru_cache(maxsize=64)
+def _facts_of_pem(data: bytes) -> CertFacts:
+    """`CertFacts.from_pem` for `bytes`, kept for the last 64 contents (a refusal is not kept: it raises)."""
+    return _read_one_certificate(data, what="certificate").facts
 
 
 def _der_of_pem(data: bytes, *, what: str) -> bytes:

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
+from pipeline import certs
 from pipeline.certs import (
     CertFacts,
     CertificateError,
@@ -43,6 +44,14 @@ from sftlab.fleet import pki
 # product reads them without cryptography's loader, so no warning may show here (the canary pins the
 # library's own behaviour).
 pytestmark = pytest.mark.filterwarnings("error")
+
+
+@pytest.fixture(autouse=True)
+def _no_kept_facts() -> None:
+    """Each test reads its certificates afresh: `CertFacts.from_pem` keeps facts by content, and the tests
+    below swap cryptography's loader to show which reader a certificate goes through."""
+    certs._facts_of_pem.cache_clear()
+
 
 FMC_UUID = "cdb123c8-4347-11ef-aca1-f3aa241412a1"
 FTD_UUID = "c8d5d5c6-87c9-11ef-a993-b9831565bc4e"
@@ -323,6 +332,7 @@ def _refuse_certificates(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 
     monkeypatch.setattr(x509, "load_der_x509_certificate", refuse)
     monkeypatch.setattr(x509, "load_pem_x509_certificate", refuse)
+    certs._facts_of_pem.cache_clear()  # facts kept from the real loader would hide the fallback
     return refused
 
 
@@ -375,6 +385,19 @@ def test_the_fallback_reader_gives_the_same_facts_and_chain_answers(
         ("lab_device", "lab_ca"),
         ("lab_expired_ca", "lab_expired_ca"),
     }
+
+
+def test_facts_are_kept_by_content_and_a_refusal_is_not(vectors: Vectors) -> None:
+    """A push reads the same CA and certificate several times; the second reading of the same bytes is the
+    first one's facts. Bytes-like input other than bytes is read afresh, and garbage raises every time."""
+    first = CertFacts.from_pem(vectors.device.pem)
+    assert CertFacts.from_pem(bytes(vectors.device.pem)) is first
+    assert CertFacts.from_pem(bytearray(vectors.device.pem)) == first
+    assert CertFacts.from_pem(vectors.ca.pem) != first
+    for _ in range(2):
+        with pytest.raises(CertificateError):
+            CertFacts.from_pem(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    assert certs._facts_of_pem.cache_info().currsize == 2
 
 
 def test_v1_device_cert_facts(vectors: Vectors) -> None:
