@@ -153,6 +153,11 @@ class Fleet:
         these)."""
         return self.devices[name].endpoint.refused_logins
 
+    def startups_dropped(self, name: str) -> int:
+        """How many connections the device closed before its banner, past its `max_startups` knob (sshd's
+        MaxStartups), by any route."""
+        return self.devices[name].endpoint.startups_dropped
+
     def sessions_opened(self, name: str) -> int:
         """How many SSH sessions (interactive or exec) were opened on the device, by any route."""
         return self.devices[name].endpoint.usage.sessions_opened

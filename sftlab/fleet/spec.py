@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 PRIMARY = "fmc-primary"
 SECONDARY = "fmc-secondary"
@@ -31,6 +39,54 @@ CaFormat = Literal["v3", "v1"]
 
 class LabSpecError(ValueError):
     """A lab spec that cannot be used; the message names the source, the field and the fix."""
+
+
+@dataclass(frozen=True)
+class StartupLimits:
+    """OpenSSH's `MaxStartups start:rate:full`: how sshd sheds new connections while others are still
+    unauthenticated. Every device here runs sshd with the default, so the lab does too: a client that opens
+    many logins at once through one jump server meets the drops a real one would."""
+
+    start: int
+    rate: int
+    full: int
+
+    @classmethod
+    def parse(cls, text: str) -> StartupLimits:
+        """`start:rate:full`; ValueError naming the fix, with sshd's own bounds (it refuses to start on
+        anything else). sshd's one-number form is not taken: YAML reads some unquoted `a:b:c` as one
+        base-60 number, which would pass for it."""
+        fix = "give start:rate:full as sshd_config does, e.g. 10:30:100 (the default)"
+        parts = text.split(":")
+        if len(parts) != 3 or not all(part.isdigit() for part in parts):
+            raise ValueError(f"{text!r} is not a MaxStartups value; {fix}")
+        start, rate, full = (int(part) for part in parts)
+        if not (0 < start <= full and 1 <= rate <= 100):
+            raise ValueError(f"{text!r}: MaxStartups needs 1 <= start <= full and rate from 1 to 100; {fix}")
+        return cls(start, rate, full)
+
+    def drop_percent(self, pending: int) -> int:
+        """The chance, in percent, that sshd drops a new connection while `pending` others are still
+        unauthenticated (sshd.c, should_drop_connection: integer arithmetic, as there)."""
+        if pending < self.start:
+            return 0
+        if pending >= self.full or self.rate == 100:
+            return 100
+        return self.rate + (100 - self.rate) * (pending - self.start) // (self.full - self.start)
+
+
+def _max_startups(value: object) -> str:
+    if not isinstance(value, str):
+        # YAML made a number of it: `max_startups: 3:30:4` is 12604 in YAML 1.1. A ValueError, as pydantic
+        # reports only that (not a TypeError) as the field's error.
+        raise ValueError(  # noqa: TRY004
+            f"{value!r} is not a MaxStartups value; quote it: '10:30:100' (start:rate:full)"
+        )
+    StartupLimits.parse(value)
+    return value
+
+
+MaxStartups = Annotated[str, BeforeValidator(_max_startups)]
 
 
 class Knobs(BaseModel):
@@ -53,6 +109,8 @@ class Knobs(BaseModel):
     #: `drop_once`: the device's first `pmtool restartbyid sftunnel` cuts its SSH connections before anything
     #: restarts (a connection lost between the write and the restart); later restarts work.
     restart: Restart = "normal"
+    #: sshd's `MaxStartups` (`StartupLimits`): new connections past it are closed before the SSH banner.
+    max_startups: MaxStartups = "10:30:100"
     #: FMCs only: `v1` makes the InternalCA an X.509 v1 certificate with serial 0 and no extensions, as
     #: `openssl x509 -req -set_serial 0` makes it (device-facts 6.1, 12), before and after generate_certs.pl.
     ca_format: CaFormat = "v3"
@@ -82,6 +140,7 @@ class KnobOverrides(BaseModel):
     host_key_changed: bool | None = None
     ca_days_left: Annotated[int, Field(ge=-36_500, le=36_500)] | None = None
     restart: Restart | None = None
+    max_startups: MaxStartups | None = None
     ca_format: CaFormat | None = None
     rest_token_ttl_s: Annotated[float, Field(gt=0)] | None = None
     rest_rate_limit: Annotated[int, Field(ge=1)] | None = None

@@ -1,6 +1,11 @@
 """A simulated device's SSH server: its listener, and the login it accepts (password, optionally from one
 source address only).
 
+Like OpenSSH's sshd, the server sheds load by its `MaxStartups` (the `max_startups` knob): while some
+connections are still unauthenticated, a new one may be closed right after accept, before the server's
+version banner, at random with sshd's probability. The count is per device (its front and jump-only
+listeners are one sshd), and a dropped connection is not counted in it.
+
 Each accepted session is a `session.Session` on the device's `Endpoint`; the jump server's listener
 (`jump`) is this one plus forwarding, and a device's published address (`routes`) opens and closes it.
 """
@@ -8,11 +13,16 @@ Each accepted session is a `session.Session` on the device's `Endpoint`; the jum
 from __future__ import annotations
 
 import hmac
+import logging
+import random
 from collections.abc import Callable
 
 import asyncssh
 
+from sftlab.fleet.spec import StartupLimits
 from sftlab.shell.session import Endpoint, Session
+
+log = logging.getLogger(__name__)
 
 
 class DeviceServer(asyncssh.SSHServer):
@@ -22,17 +32,44 @@ class DeviceServer(asyncssh.SSHServer):
         self._endpoint = endpoint
         self._only_from = only_from
         self._conn: asyncssh.SSHServerConnection | None = None
+        self._unauthenticated = False  # counted in the endpoint's `unauthenticated`
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        # Called before asyncssh sends its version: an abort here closes the socket before any banner.
         self._conn = conn
-        self._endpoint.connections.add(conn)
+        ep = self._endpoint
+        ep.connections.add(conn)
         peer = conn.get_extra_info("peername")
         if self._only_from is not None and (not peer or peer[0] != self._only_from):
             conn.abort()
+            return
+        if _past_max_startups(ep.unauthenticated, ep.knobs.max_startups):
+            ep.startups_dropped += 1
+            local = conn.get_extra_info("sockname")
+            log.info(
+                "%s: drop connection #%d from [%s]:%s on [%s]:%s past MaxStartups",
+                ep.name,
+                ep.unauthenticated,
+                *(peer or ("?", 0))[:2],
+                *(local or ("?", 0))[:2],
+            )
+            conn.abort()
+            return
+        ep.unauthenticated += 1
+        self._unauthenticated = True
+
+    def auth_completed(self) -> None:
+        self._authenticated_or_gone()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._authenticated_or_gone()
         if self._conn is not None:
             self._endpoint.connections.discard(self._conn)
+
+    def _authenticated_or_gone(self) -> None:
+        if self._unauthenticated:
+            self._unauthenticated = False
+            self._endpoint.unauthenticated -= 1
 
     def begin_auth(self, username: str) -> bool:
         return True
@@ -48,6 +85,13 @@ class DeviceServer(asyncssh.SSHServer):
         else:
             ep.refused_logins += 1
         return ok
+
+
+def _past_max_startups(pending: int, max_startups: str) -> bool:
+    """sshd's draw: drop with `StartupLimits.drop_percent` chance (arc4random_uniform(100) < p there)."""
+    percent = StartupLimits.parse(max_startups).drop_percent(pending)
+    # A device's load shedding, not cryptography: sshd's own draw is just as plain.
+    return percent > 0 and random.randrange(100) < percent  # noqa: S311
 
 
 async def listen(

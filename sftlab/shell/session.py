@@ -62,6 +62,10 @@ class Endpoint:
     connections: set[asyncssh.SSHServerConnection] = field(default_factory=set)
     #: How many SSH password logins the device refused (a device with AAA lockout counts them too).
     refused_logins: int = 0
+    #: Connections accepted and not yet authenticated: what sshd's `MaxStartups` counts (`server`).
+    unauthenticated: int = 0
+    #: Connections closed before the banner because `unauthenticated` was past `MaxStartups`.
+    startups_dropped: int = 0
     #: Logins accepted, sessions opened and their round trips, since the lab started.
     usage: DeviceUsage = field(default_factory=DeviceUsage)
 

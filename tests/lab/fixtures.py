@@ -90,6 +90,13 @@ class RunningLab:
     async def _refused_logins(self, name: str) -> int:
         return self.fleet.refused_logins(name)
 
+    def startups_dropped(self, name: str) -> int:
+        """How many connections the device dropped before its banner, past its `max_startups` knob."""
+        return self.runner.call(self._startups_dropped(name))
+
+    async def _startups_dropped(self, name: str) -> int:
+        return self.fleet.startups_dropped(name)
+
     def sessions_opened(self, name: str) -> int:
         """How many SSH sessions (interactive or exec) clients opened on the device."""
         return self.runner.call(self._sessions_opened(name))

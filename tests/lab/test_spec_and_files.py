@@ -42,6 +42,9 @@ def test_spec_composes_scenarios_and_overrides() -> None:
         ("network: 10.0.0.0/16\n", r"not inside 127\.0\.0\.0/8"),
         ("devices:\n  ftd-001: {ca_days_left: 3}\n", r"only FMCs hold a CA"),
         ("devices:\n  ftd-001: {direct: maybe}\n", r"devices\.ftd-001\.direct"),
+        ("devices:\n  jump-1: {max_startups: '10:30'}\n", r"jump-1\.max_startups: .*start:rate:full"),
+        ("devices:\n  jump-1: {max_startups: '10:30:5'}\n", r"max_startups: .*1 <= start <= full"),
+        ("devices:\n  jump-1: {max_startups: 3:30:4}\n", r"max_startups: .*12604 .*quote it: '10:30:100'"),
         ("- a list\n", r"a lab spec is a mapping"),
     ],
 )
