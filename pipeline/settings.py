@@ -89,6 +89,10 @@ class SshSettings(BaseModel):
     known_hosts: Path | None = None
     #: An OpenSSH client config to read; None means none is read (not even ~/.ssh/config).
     ssh_config: Path | None = None
+    #: Logins (connect, key exchange, authentication) this process runs at once through one jump server,
+    #: by the address dialled. OpenSSH's sshd drops new connections at random once 10 are unauthenticated
+    #: (`MaxStartups 10:30:100`); 8 keeps one process below that (docs/scaling.md).
+    jump_logins: Annotated[int, Field(ge=1, le=256)] = 8
 
 
 class CelerySettings(BaseModel):
@@ -198,6 +202,7 @@ _ENV_FIELDS: Mapping[str, tuple[str, ...]] = {
     "TRUST_ON_FIRST_USE": ("ssh", "trust_on_first_use"),
     "KNOWN_HOSTS": ("ssh", "known_hosts"),
     "SSH_CONFIG": ("ssh", "ssh_config"),
+    "SSH_JUMP_LOGINS": ("ssh", "jump_logins"),
     "PUSH_DIRECT_ATTEMPTS": ("push_direct_attempts",),
     "VERIFY_DEADLINE": ("verify_deadline",),
     "VERIFY_INTERVAL": ("verify_interval",),

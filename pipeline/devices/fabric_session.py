@@ -3,7 +3,9 @@
 The only module that imports fabric or paramiko (ruff TID251). Fabric's defaults are overridden every time
 (STYLE lesson 2): host keys are checked against a known_hosts file with paramiko's RejectPolicy (trust on
 first use only when settings say so; a changed key is always refused), every wait has a timeout, no OpenSSH
-config is read unless settings name one, and the jump route goes through `gateway=`.
+config is read unless settings name one, and the jump route goes through `gateway=`. The login to a jump
+server is bounded per jump server and tried again when the jump server dropped it before its banner
+(`jump_logins`).
 
 This module connects and moves the shell's bytes; the climb to root, framed commands and file transfer are
 `root_shell.RootShell`'s (with the secrets rules its docstring states). A session is used by one thread at
@@ -28,7 +30,7 @@ import fabric
 import paramiko
 from pydantic import SecretStr
 
-from pipeline.devices import shells
+from pipeline.devices import jump_logins, shells
 from pipeline.devices.known_hosts import append_host_key, check_known_hosts
 from pipeline.devices.root_shell import RootShell
 from pipeline.devices.session import Route
@@ -208,7 +210,35 @@ class _Where:
         if isinstance(exc, paramiko.AuthenticationException):
             user = self.hop.username if not self.via else f"{self.hop.username}@{self.hop.name}"
             return AuthenticationFailedError(refused_by, self.route, user)
+        if isinstance(exc, paramiko.SSHException) and closed_before_banner(exc, banner_seen=False):
+            target = f"{self.hop.host}:{self.hop.port}"
+            why = f"{target} closed the connection before its SSH banner (as an sshd past MaxStartups does)"
+            return DeviceUnreachableError(self.device, self.route, self.via + why)
         return DeviceUnreachableError(self.device, self.route, self.via + _reason(exc, self.hop))
+
+
+_BANNER_ERROR = "Error reading SSH protocol banner"
+_RESET = ConnectionResetError | ConnectionAbortedError | BrokenPipeError
+
+
+def closed_before_banner(exc: BaseException, *, banner_seen: bool) -> bool:
+    """Whether a login failed because the server closed the connection before its SSH banner: what sshd
+    does past `MaxStartups`, and so worth another try. paramiko reports it as "Error reading SSH protocol
+    banner" after an end of file or a reset (the same words after a banner that did not come in time, which
+    is not this: that wait was spent already), or as an EOFError or a reset while still writing its own
+    version. Once the server's banner came (`banner_seen`), a failure is something else, as is a refused
+    credential or host key (each counts towards an AAA lockout) or a connection refused or timed out."""
+    if banner_seen or isinstance(exc, paramiko.AuthenticationException | paramiko.BadHostKeyException):
+        return False
+    if isinstance(exc, paramiko.SSHException):
+        cause = exc.__cause__ or exc.__context__
+        return str(exc).startswith(_BANNER_ERROR) and isinstance(cause, EOFError | _RESET)
+    return isinstance(exc, EOFError | _RESET)
+
+
+def _banner_seen(conn: fabric.Connection) -> bool:
+    transport = conn.client.get_transport()
+    return transport is not None and bool(transport.remote_version)
 
 
 def _reason(exc: BaseException, hop: Login) -> str:
@@ -312,10 +342,17 @@ class FabricSession(RootShell):
         # Errors name the address really dialled (a named ssh_config may set HostName).
         device = replace(self._login, host=self._conn.host, port=self._conn.port)
         if jump is not None and self._gateway is not None:
-            hop = replace(jump, host=self._gateway.host, port=self._gateway.port)
+            gateway = self._gateway
+            hop = replace(jump, host=gateway.host, port=gateway.port)
             where = _Where(self.device, route, hop, known_hosts, f"jump server {jump.name}: ", jump.name)
             with _mapped(where):
-                self._gateway.open()
+                jump_logins.log_in(
+                    gateway.host,
+                    gateway.port,
+                    self._ssh.jump_logins,
+                    lambda attempt: self._open_gateway(attempt, jump, known_hosts),
+                    lambda exc: closed_before_banner(exc, banner_seen=_banner_seen(self._gateway_conn())),
+                )
             with _mapped(_Where(self.device, route, device, known_hosts, f"through {jump.name}: ")):
                 self._conn.open()
         else:
@@ -331,6 +368,22 @@ class FabricSession(RootShell):
                 self._channel = self._conn.client.invoke_shell(width=TERMINAL_WIDTH, height=48)
         finally:
             timer.cancel()
+
+    def _open_gateway(self, attempt: int, jump: Login, known_hosts: Path) -> None:
+        """Log in to the jump server. A retry dials on new Connections (the jump server's, and the device's,
+        which is bound to it), so nothing of the failed attempt (its transport, its host-key state) is carried
+        into the next; the failed one is closed."""
+        if attempt > 1:
+            with contextlib.suppress(Exception):
+                self._gateway_conn().client.close()
+            self._gateway = _connection(jump, self._ssh, known_hosts, None)
+            self._conn = _connection(self._login, self._ssh, known_hosts, self._gateway)
+        self._gateway_conn().open()
+
+    def _gateway_conn(self) -> fabric.Connection:
+        if self._gateway is None:
+            raise ValueError(f"{self.device}: route {self._route} has no jump server")
+        return self._gateway
 
     # ------------------------------------------------------------ I/O
 
