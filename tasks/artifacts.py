@@ -69,9 +69,16 @@ def _newest(
 ) -> store.Artifact:
     """The newest artifact of that kind and path; LookupError naming it when there is none."""
     rows = store.artifacts_of(session=db, renewal_id=renewal_id, fmc=fmc, kind=kind, device=device)
+    return _newest_of(rows, path, renewal_id, device or fmc, kind)
+
+
+def _newest_of(
+    rows: list[store.Artifact], path: str, renewal_id: str, owner: str, kind: str
+) -> store.Artifact:
+    """The newest of `rows` (in the order kept) with that path; LookupError naming it when there is none."""
     found = [r for r in rows if r.path == path]
     if not found:
-        raise LookupError(f"renewal {renewal_id}: no {kind} artifact {path} for {device or fmc}")
+        raise LookupError(f"renewal {renewal_id}: no {kind} artifact {path} for {owner}")
     return found[-1]
 
 
@@ -395,9 +402,12 @@ def material_for(
     fmc_uuid = validated.fmc_uuid
     try:
         ca = stored(db, key, renewal_id, fmc, kind="new_ca", path=CA_CERT)
+        rows = store.artifacts_of(
+            session=db, renewal_id=renewal_id, fmc=fmc, kind="peer_material", device=device
+        )  # one query for both files
         cert, peer_key = (
-            stored(
-                db, key, renewal_id, fmc, kind="peer_material", path=certs_pushed(uuid, name), device=device
+            store.artifact_data(
+                _newest_of(rows, certs_pushed(uuid, name), renewal_id, device, "peer_material"), key=key
             )
             for name in (PEER_CERT, PEER_KEY)
         )

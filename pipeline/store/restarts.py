@@ -90,10 +90,7 @@ def record_write_started(
     for name, value in facts.items():
         setattr(new, name, value)
     upsert(session, again, new, after=lambda: moved(session, renewal_id, now))
-    row = push_restart(session=session, renewal_id=renewal_id, fmc=fmc, device=device)
-    assert row is not None  # noqa: S101 - committed just above
-    session.refresh(row)
-    return row
+    return _read_back(session, renewal_id, fmc, device)
 
 
 def _before_columns(before: FilesBefore | None) -> dict[str, str | None]:
@@ -133,7 +130,12 @@ def record_restarted(
         if session.exec(statement).rowcount != 1:
             raise LookupError(f"renewal {renewal_id!r}: no write recorded on {device!r} for {fmc!r}")
         moved(session, renewal_id, now)
-    row = push_restart(session=session, renewal_id=renewal_id, fmc=fmc, device=device)
-    assert row is not None  # noqa: S101 - updated just above
-    session.refresh(row)
+    return _read_back(session, renewal_id, fmc, device)
+
+
+def _read_back(session: Session, renewal_id: str, fmc: str, device: str) -> PushRestart:
+    """The row as the database has it after an UPDATE the session did not apply to its loaded copy: one
+    SELECT (a `get` and then a `refresh` made two)."""
+    row = session.get(PushRestart, (renewal_id, fmc, device), populate_existing=True)
+    assert row is not None  # noqa: S101 - written just before, in this transaction or committed
     return row

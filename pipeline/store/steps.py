@@ -26,7 +26,7 @@ from pipeline.store.tables import (
     StepState,
     require_utc,
 )
-from pipeline.store.transactions import committed, in_unit, moved
+from pipeline.store.transactions import committed, in_unit, loaded, moved
 
 #: How often step_started renumbers when a concurrent twin took the same attempt number.
 _NUMBER_TRIES = 5
@@ -135,7 +135,7 @@ def step_started(  # noqa: PLR0913 - keyword-only, one per column the caller kno
             if not tries_left or in_unit(session):  # in a unit, the unit runs again (`atomically`)
                 raise
         else:
-            session.refresh(row)
+            loaded(session, row)
             return row
     raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
@@ -165,7 +165,7 @@ def step_finished(
         if route is not None:
             row.route = route
         moved(session, row.renewal_id, now)
-    session.refresh(row)
+    loaded(session, row)
     return row
 
 

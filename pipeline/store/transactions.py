@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col
+from sqlmodel import Session, SQLModel, col
 
 from pipeline.store.tables import Renewal, require_utc
 
@@ -56,6 +56,14 @@ def committed(session: Session) -> Iterator[None]:
         session.rollback()
         raise
     session.commit()
+
+
+def loaded(session: Session, row: SQLModel) -> None:
+    """Reload `row` after a commit that expired it (a session that expires on commit: the store's own
+    sessions, `open_session`, do not, so they skip the SELECT); inside a unit nothing has been committed yet,
+    and the row is as written."""
+    if session.expire_on_commit and not in_unit(session):
+        session.refresh(row)
 
 
 def moved(session: Session, renewal_id: str, now: datetime) -> None:
