@@ -1,7 +1,8 @@
 """The database of record: what every renewal, step, attempt and artifact was. Celery's own state may be lost;
 this may not. So the fan-in of a renewal's pushes is counted here too (`rounds`), not in a chord.
 
-Functions take a keyword-only `session` and never make one; each writer commits before it returns. The
+Functions take a keyword-only `session` and never make one; each writer commits before it returns, unless
+the caller runs several writers as one transaction (`atomically`, in `transactions`). The
 engine comes from `make_engine(settings)` and the schema only from `migrate(engine)` (alembic, in
 `pipeline/migrations`). All datetimes are aware UTC, on SQLite as on PostgreSQL.
 """

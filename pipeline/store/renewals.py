@@ -1,8 +1,9 @@
 """Renewals: start one (at most one active per FMC pair), move it along, end it, find it again.
 
 Every writing function commits before it returns: an event recorded is an event kept, whatever happens to the
-worker next. So a session handed to these functions must not carry other uncommitted work. Unknown renewal
-ids are a LookupError; bad arguments (a naive datetime, an unknown state) a ValueError.
+worker next (inside `atomically`, when the unit commits). So a session handed to these functions must not
+carry other uncommitted work. Unknown renewal ids are a LookupError; bad arguments (a naive datetime, an
+unknown state) a ValueError.
 """
 
 from __future__ import annotations
