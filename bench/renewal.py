@@ -32,6 +32,7 @@ from bench import fanout, figures
 from bench.lab_process import LabProcess, SessionRecord, bench_spec
 from bench.product_run import ProductRun, Services, run_renewal
 from bench.render import render
+from pipeline.settings import CelerySettings
 from sftlab.fleet.spec import FMC_NAMES, ftd_names
 
 
@@ -196,7 +197,12 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench renewal", description=__doc__.splitlines()[0])
     parser.add_argument("--ftds", type=int, default=50)
     parser.add_argument("--latency-ms", type=int, default=50, help="on every device (transit delay)")
-    parser.add_argument("--concurrency", type=int, default=8, help="worker threads, and the bare pool's")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=CelerySettings().concurrency,
+        help="worker threads, and the bare pool's (default: the worker's own default)",
+    )
     parser.add_argument("--serial-sample", type=int, default=10, help="peers per FMC for the serial loop")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the renewal")
     parser.add_argument("--no-compare", action="store_true", help="only the product's run")

@@ -102,8 +102,8 @@ class CelerySettings(BaseModel):
 
     broker_url: SecretUrl = SecretUrl("redis://127.0.0.1:6379/0")
     result_backend: SecretUrl = SecretUrl("redis://127.0.0.1:6379/1")
-    #: Threads per worker: device work is network-bound.
-    concurrency: Annotated[int, Field(ge=1, le=512)] = 8
+    #: Threads per worker: device work is network-bound. 16 from the benchmark (docs/scaling.md, "Why 16").
+    concurrency: Annotated[int, Field(ge=1, le=512)] = 16
     #: The longest one task may take. Celery enforces time limits only on prefork/gevent pools, not on the
     #: threads pool used here, so each task is bounded by sftrenew's own timeouts (SSH, command,
     #: regeneration, verify deadline); this is the budget they are checked against, and the age after which a
