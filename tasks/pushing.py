@@ -224,6 +224,9 @@ def begin(ctx: Context, slot: Slot, number: int, *, task_id: str | None, who: st
     that round's first; or `LateDeliveryError`, with nothing done, when the renewal cannot take it."""
     with ctx.db() as db:
         renewal, pair = ctx.renewal(db, slot.renewal_id)
+        # Read now: a twin's constraint violation below rolls the session back, which expires loaded rows,
+        # and the session is closed before the attempt is built.
+        stamp = renewal.requested_at_utc
         delivered = flow.push_delivery(
             renewal_ended=not flow.takes_step(renewal.state),
             abandoned=bool(store.events_of(session=db, renewal_id=slot.renewal_id, action="abandon")),
@@ -264,7 +267,7 @@ def begin(ctx: Context, slot: Slot, number: int, *, task_id: str | None, who: st
         factory,
         resolver.redact,
         started,
-        renewal.requested_at_utc,
+        stamp,
         inputs,
         recorded,
         refused=refused,
