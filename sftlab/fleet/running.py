@@ -32,7 +32,8 @@ from sftlab.shell.usage import DeviceUsage
 from sftlab.tools import control
 from sftlab.tunnel.hub import SftunnelHub, TunnelDevice
 
-_SESSIONS_END_S = 10.0  # bound on waiting for aborted sessions to hang up (a bash's grace, then SIGKILL)
+#: Bound on waiting for aborted sessions to hang up (each shell level: a bash's grace, then SIGKILL).
+_SESSIONS_END_S = 20.0
 
 Role = Literal["fmc-primary", "fmc-secondary", "ftd", "jump"]
 
