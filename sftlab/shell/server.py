@@ -12,6 +12,7 @@ Each accepted session is a `session.Session` on the device's `Endpoint`; the jum
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import random
@@ -89,9 +90,15 @@ class DeviceServer(asyncssh.SSHServer):
 
 def _past_max_startups(pending: int, max_startups: str) -> bool:
     """sshd's draw: drop with `StartupLimits.drop_percent` chance (arc4random_uniform(100) < p there)."""
-    percent = StartupLimits.parse(max_startups).drop_percent(pending)
+    percent = _limits(max_startups).drop_percent(pending)
     # A device's load shedding, not cryptography: sshd's own draw is just as plain.
     return percent > 0 and random.randrange(100) < percent  # noqa: S311
+
+
+@functools.lru_cache(maxsize=16)
+def _limits(max_startups: str) -> StartupLimits:
+    """The knob's value parsed once (the spec validated it), not at every connection."""
+    return StartupLimits.parse(max_startups)
 
 
 async def listen(
