@@ -1,9 +1,10 @@
 """One push attempt on Celery: its database work, in at most three transactions.
 
-1. `begin`, one transaction: what this delivery of the message does (`pipeline.flow.push_delivery`: an
-   attempt, the device's next round opened first, or a failure with its reason and nothing done), the
-   renewal (its pair; its request time, which names the copies kept on the device), validate's record, the
-   peer's material (keys unsealed), and what this renewal recorded of the device's write and restart; then
+1. `begin`, one transaction: whether the renewal is paused (then nothing more is read or recorded), what
+   this delivery of the message does (`pipeline.flow.push_delivery`: an attempt, the device's next round
+   opened first, or a failure with its reason and nothing done), the renewal (its pair; its request time,
+   which names the copies kept on the device), validate's record, the peer's material (keys unsealed), and
+   what this renewal recorded of the device's write and restart; then
    the attempt is recorded as started, with the route `pipeline.flow.begin_push` gave it. A device that
    refused validate's login is not logged in to in round 1 (`pipeline.flow.login_refused`): the attempt
    fails at once, recorded as refused with that refusal's kind, until `sftrenew retry`.
@@ -214,8 +215,13 @@ def _validated(db: Session, ctx: Context, slot: Slot) -> Validated:
         return exc
 
 
+class Paused(Exception):  # noqa: N818 - not an error: the push waits for `sftrenew resume`
+    """The renewal is paused (`sftrenew pause`): the push did not start, and nothing was recorded."""
+
+
 def begin(ctx: Context, slot: Slot, number: int, *, task_id: str | None, who: str | None) -> PushAttempt:
-    """The attempt `number` (1-based) of the slot's push, loaded and recorded as started in one transaction.
+    """The attempt `number` (1-based) of the slot's push, loaded and recorded as started in one transaction;
+    `Paused`, with nothing recorded, while the renewal is paused.
 
     Whatever delivered the message (the canvas, a Celery retry, a redelivery, a duplicate, Flower's re-apply),
     `flow.push_delivery` decides: an attempt in its round (for a slot that settled as pushed or skipped, a
@@ -223,13 +229,16 @@ def begin(ctx: Context, slot: Slot, number: int, *, task_id: str | None, who: st
     failed, the device's next round is opened (`tasks.retrying`, as `sftrenew retry` does) and the attempt is
     that round's first; or `LateDeliveryError`, with nothing done, when the renewal cannot take it."""
     with ctx.db() as db:
+        events = store.events_of(session=db, renewal_id=slot.renewal_id)  # read once, for both questions
+        if store.paused_by(events):
+            raise Paused(slot.renewal_id)
         renewal, pair = ctx.renewal(db, slot.renewal_id)
         # Read now: a twin's constraint violation below rolls the session back, which expires loaded rows,
         # and the session is closed before the attempt is built.
         stamp = renewal.requested_at_utc
         delivered = flow.push_delivery(
             renewal_ended=not flow.takes_step(renewal.state),
-            abandoned=bool(store.events_of(session=db, renewal_id=slot.renewal_id, action="abandon")),
+            abandoned=any(event.action == "abandon" for event in events),
             settled=artifacts.slot_outcome(db, slot.renewal_id, slot.fmc, slot.round, slot.device),
         )
         if isinstance(delivered, flow.NotDelivered):

@@ -150,12 +150,13 @@ def push_task(
         stand_aside(
             f"delivered on queue {arrived!r}; sent on to {wanted!r}, where pushes to {device} go", "forwarded"
         )
-    if artifacts.paused(ctx, renewal_id):  # nothing recorded: `sftrenew resume` sends the push again
+    try:
+        attempt = pushing.begin(ctx, slot, self.request.retries + 1, task_id=self.request.id, who=who)
+    except pushing.Paused:  # nothing recorded: `sftrenew resume` sends the push again
         stand_aside(
             f"renewal {renewal_id} is paused: push to {device} not started; `sftrenew resume` sends it",
             "paused",
         )
-    attempt = pushing.begin(ctx, slot, self.request.retries + 1, task_id=self.request.id, who=who)
     try:
         outcome = attempt.push()
     except Exception as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pipeline.store.artifacts import add_artifact, add_device_file, artifact_data, artifacts_of
 from pipeline.store.crypto import new_artifact_key
-from pipeline.store.events import add_event, awaiting_approval, events_of, paused
+from pipeline.store.events import add_event, awaiting_approval, events_of, paused, paused_by
 from pipeline.store.fmcs import (
     begin_fmc,
     claim_regeneration,
@@ -118,6 +118,7 @@ __all__ = [
     "open_push_round",
     "open_session",
     "paused",
+    "paused_by",
     "push_restart",
     "push_round",
     "record_ca_before",

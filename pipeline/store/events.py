@@ -7,6 +7,7 @@ renewal that was not due and why, who asked for a retry, and why the reconciler 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlmodel import Session, col, select
@@ -60,7 +61,13 @@ def awaiting_approval(*, session: Session, renewal_id: str) -> bool:
 
 def paused(*, session: Session, renewal_id: str) -> bool:
     """Someone paused the renewal and nobody resumed it since: no new push starts, verify waits."""
-    switches = [e.action for e in events_of(session=session, renewal_id=renewal_id) if e.action in _PAUSING]
+    return paused_by(events_of(session=session, renewal_id=renewal_id))
+
+
+def paused_by(events: Sequence[RenewalEvent]) -> bool:
+    """`paused`, from the renewal's events already read (oldest first): a push reads them once for this and
+    for whether the renewal was abandoned."""
+    switches = [e.action for e in events if e.action in _PAUSING]
     return bool(switches) and switches[-1] == "pause"
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, update
 from sqlmodel import Session, col, select
 
 from pipeline.store.restarts import upsert
@@ -40,19 +39,7 @@ def record_held(  # noqa: PLR0913 - keyword-only, one per column
         route=route,
         checked_at_utc=now,
     )
-    values = row.model_dump(exclude={"renewal_id", "fmc", "device"})
-    again = (
-        update(PeerHeld)
-        .where(
-            and_(
-                col(PeerHeld.renewal_id) == renewal_id,
-                col(PeerHeld.fmc) == fmc,
-                col(PeerHeld.device) == device,
-            )
-        )
-        .values(**values)
-    )
-    upsert(session, again, row)
+    upsert(session, row, row.model_dump(exclude={"renewal_id", "fmc", "device"}))
 
 
 def held_by_device(*, session: Session, renewal_id: str, fmc: str) -> dict[str, PeerHeld]:

@@ -10,38 +10,42 @@ renewal, FMC and device, whatever the attempt or round; no row: this renewal nev
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Update, and_, case, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ColumnElement, and_, case, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, select
 
 from pipeline.material import FilesBefore
 from pipeline.store.fmcs import renewal_fmc
 from pipeline.store.tables import PushRestart, require_utc
-from pipeline.store.transactions import committed, in_unit, moved
-
-#: A twin attempt may insert the row between our UPDATE and INSERT; then the UPDATE is tried once more.
-_UPSERT_TRIES = 2
+from pipeline.store.transactions import committed, moved
 
 
 def upsert(
-    session: Session, again: Update, row: SQLModel, *, after: Callable[[], None] = lambda: None
+    session: Session,
+    row: SQLModel,
+    changes: Mapping[str, object],
+    *,
+    after: Callable[[], None] = lambda: None,
 ) -> None:
-    """UPDATE one row, or INSERT `row` when the UPDATE found none, and run `after` in the same transaction
-    (committed). A twin may insert the row between the two: then the UPDATE is tried once more."""
-    for tries_left in reversed(range(_UPSERT_TRIES)):
-        try:
-            with committed(session):
-                if session.exec(again).rowcount != 1:
-                    session.add(row)
-                after()
-        except IntegrityError:
-            if not tries_left or in_unit(session):  # in a unit, the unit runs again (`atomically`)
-                raise
-        else:
-            return
+    """INSERT `row`, or, when a row with its primary key exists, UPDATE that row with `changes` (column
+    values or expressions on the existing row); then `after`, in the same transaction (committed).
+
+    One statement (`INSERT ... ON CONFLICT DO UPDATE`, which SQLite and PostgreSQL both have), so a twin
+    attempt inserting the same row at the same moment makes no constraint violation to retry; run on the
+    table, not through the ORM, which would evaluate it against every object the session holds."""
+    table = type(row).__table__  # type: ignore[attr-defined]  # SQLModel sets it on every table class
+    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+    statement = (
+        dialect.insert(table)
+        .values({column.name: getattr(row, column.name) for column in table.columns})
+        .on_conflict_do_update(index_elements=list(table.primary_key.columns), set_=dict(changes))
+    )
+    with committed(session):
+        session.exec(statement)
+        after()
 
 
 def _is_row(renewal_id: str, fmc: str, device: str) -> ColumnElement[bool]:
@@ -71,7 +75,7 @@ def record_write_started(
     device: str,
     now: datetime,
     before: FilesBefore | None = None,
-) -> PushRestart:
+) -> None:
     """Record, before the first file changes, that this renewal begins writing the device's files for `fmc`;
     a restart recorded for an earlier write no longer counts (cleared). `before` (what the peer held, and the
     suffix of the copies the push keeps) is kept from the renewal's first write only: a later write never
@@ -81,16 +85,11 @@ def record_write_started(
     facts = _before_columns(before)
     first = col(PushRestart.before_suffix).is_(None)
     kept = {name: case((first, value), else_=getattr(PushRestart, name)) for name, value in facts.items()}
-    again = (
-        update(PushRestart)
-        .where(_is_row(renewal_id, fmc, device))
-        .values(write_started_at_utc=now, restarted_at_utc=None, **(kept if before is not None else {}))
-    )
+    changes = {"write_started_at_utc": now, "restarted_at_utc": None, **(kept if before is not None else {})}
     new = PushRestart(renewal_id=renewal_id, fmc=fmc, device=device, write_started_at_utc=now)
     for name, value in facts.items():
         setattr(new, name, value)
-    upsert(session, again, new, after=lambda: moved(session, renewal_id, now))
-    return _read_back(session, renewal_id, fmc, device)
+    upsert(session, new, changes, after=lambda: moved(session, renewal_id, now))
 
 
 def _before_columns(before: FilesBefore | None) -> dict[str, str | None]:
@@ -119,9 +118,7 @@ def files_before(row: PushRestart) -> FilesBefore | None:
     )
 
 
-def record_restarted(
-    *, session: Session, renewal_id: str, fmc: str, device: str, now: datetime
-) -> PushRestart:
+def record_restarted(*, session: Session, renewal_id: str, fmc: str, device: str, now: datetime) -> None:
     """Record that sftunnel restarted on the device after this renewal's latest write of its files for `fmc`.
     LookupError when no write was recorded: a restart follows a write, never stands alone."""
     now = require_utc(now)
@@ -130,12 +127,3 @@ def record_restarted(
         if session.exec(statement).rowcount != 1:
             raise LookupError(f"renewal {renewal_id!r}: no write recorded on {device!r} for {fmc!r}")
         moved(session, renewal_id, now)
-    return _read_back(session, renewal_id, fmc, device)
-
-
-def _read_back(session: Session, renewal_id: str, fmc: str, device: str) -> PushRestart:
-    """The row as the database has it after an UPDATE the session did not apply to its loaded copy: one
-    SELECT (a `get` and then a `refresh` made two)."""
-    row = session.get(PushRestart, (renewal_id, fmc, device), populate_existing=True)
-    assert row is not None  # noqa: S101 - written just before, in this transaction or committed
-    return row

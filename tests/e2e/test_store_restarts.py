@@ -96,8 +96,9 @@ def test_twin_attempts_recording_a_write_at_once_leave_one_row(
     engines = [engine, *(make_twin(engine) for _ in range(3))]
 
     def write(session: Session) -> object:
-        row = store.record_write_started(session=session, renewal_id=rid, fmc="fmc-a", device="ftd-1", now=T0)
-        return row.write_started_at_utc
+        store.record_write_started(session=session, renewal_id=rid, fmc="fmc-a", device="ftd-1", now=T0)
+        row = store.push_restart(session=session, renewal_id=rid, fmc="fmc-a", device="ftd-1")
+        return None if row is None else row.write_started_at_utc
 
     assert race(engines, write) == [T0] * 4
     with engine.connect() as connection:

@@ -140,7 +140,7 @@ def test_racing_twins_in_units_get_distinct_attempts(
 
 def test_a_constraint_violation_runs_the_unit_again_from_its_reads(engine: Engine) -> None:
     """Deterministically: the unit's first run inserts a row another session holds already; the second run
-    reads again and takes the other branch (the upsert's UPDATE finds the row)."""
+    reads again and finds the row its restart updates."""
     with Session(engine) as session:
         rid = new_renewal(session).id
         store.record_write_started(session=session, renewal_id=rid, fmc="fmc-a", device="ftd-1", now=T0)
