@@ -209,6 +209,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--dir", type=Path, help="keep every file (lab, logs, database) in this folder")
     args = parser.parse_args(argv)
+    if args.dir is not None and args.dir.is_dir() and any(args.dir.iterdir()):
+        # An earlier run's lab would start from the state that run left (renewed files, a new CA), and its
+        # database holds that renewal: the figures would be of another run, or it fails half-way.
+        parser.error(f"--dir {args.dir} holds files already (an earlier run's?); give a new or empty folder")
     directory = args.dir.resolve() if args.dir else Path(tempfile.mkdtemp(prefix="bench-renewal-"))
     directory.mkdir(parents=True, exist_ok=True)
     try:
