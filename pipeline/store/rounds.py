@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, exists, update
+from sqlalchemy import ColumnElement, and_, bindparam, exists, update
 from sqlmodel import Session, col, select
 
 from pipeline.store.tables import SLOT_OUTCOMES, PushSlot, RenewalFmc, SlotOutcome, require_utc
@@ -42,13 +42,30 @@ def _open_slot(renewal_id: str, fmc: str, round_: int) -> ColumnElement[bool]:
     return and_(_in_round(renewal_id, fmc, round_), col(PushSlot.settled_at_utc).is_(None))
 
 
+# Built once, with bound parameters (every push settles a slot: building a statement and its cache key costs
+# more of the worker's CPU than running it); neither changes a value an object loaded in the session holds.
+_TAKE_FMC = (
+    update(RenewalFmc)
+    .where(_is_fmc(bindparam("of_renewal"), bindparam("of_fmc")))  # type: ignore[arg-type]
+    .values(verify_round=RenewalFmc.verify_round)
+    .execution_options(synchronize_session=False)
+)
+_SETTLE = (
+    update(PushSlot)
+    .where(
+        _open_slot(bindparam("of_renewal"), bindparam("of_fmc"), bindparam("of_round")),  # type: ignore[arg-type]
+        col(PushSlot.device) == bindparam("of_device"),
+    )
+    .values(settled_at_utc=bindparam("to_at"), outcome=bindparam("to_outcome"))
+    # A settled slot is never read back from the session that settled it (`slot` reads by primary key).
+    .execution_options(synchronize_session=False)
+)
+
+
 def _take_fmc(session: Session, renewal_id: str, fmc: str) -> None:
     """Hold the FMC's row until the transaction ends (an UPDATE that changes nothing); LookupError when the
     renewal has no such FMC. Must be the transaction's first write: on SQLite it is what takes the lock."""
-    statement = (
-        update(RenewalFmc).where(_is_fmc(renewal_id, fmc)).values(verify_round=RenewalFmc.verify_round)
-    )
-    if session.exec(statement).rowcount != 1:
+    if session.exec(_TAKE_FMC, params={"of_renewal": renewal_id, "of_fmc": fmc}).rowcount != 1:
         raise LookupError(f"renewal {renewal_id!r} has no FMC {fmc!r}")
 
 
@@ -125,14 +142,10 @@ def settle_push(
     if outcome not in SLOT_OUTCOMES:
         raise ValueError(f"a push settles as one of {SLOT_OUTCOMES}, not {outcome!r}")
     now = require_utc(now)
-    settle = (
-        update(PushSlot)
-        .where(_open_slot(renewal_id, fmc, round), col(PushSlot.device) == device)
-        .values(settled_at_utc=now, outcome=outcome)
-    )
+    settle = {"of_renewal": renewal_id, "of_fmc": fmc, "of_round": round, "of_device": device}
     with committed(session):
         _take_fmc(session, renewal_id, fmc)
-        if session.exec(settle).rowcount != 1:
+        if session.exec(_SETTLE, params=settle | {"to_at": now, "to_outcome": outcome}).rowcount != 1:
             if session.get(PushSlot, (renewal_id, fmc, round, device)) is None:
                 raise LookupError(f"{fmc}: push round {round} has no slot for {device!r}")
             return False
