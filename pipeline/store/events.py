@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from pipeline.store.tables import MESSAGE_CHARS, EventAction, RenewalEvent, require_utc
@@ -47,10 +48,19 @@ def add_event(  # noqa: PLR0913 - keyword-only, one per column
 
 def events_of(*, session: Session, renewal_id: str, action: EventAction | None = None) -> list[RenewalEvent]:
     """The renewal's events, oldest first (of one action when given)."""
-    query = select(RenewalEvent).where(col(RenewalEvent.renewal_id) == renewal_id)
-    if action is not None:
-        query = query.where(col(RenewalEvent.action) == action)
-    return list(session.exec(query.order_by(col(RenewalEvent.id))).all())
+    if action is None:
+        return list(session.exec(_EVENTS, params={"renewal_id": renewal_id}).all())
+    return list(session.exec(_EVENTS_OF_ACTION, params={"renewal_id": renewal_id, "action": action}).all())
+
+
+# Built once, with bound parameters: every push reads the events (is the renewal paused, or abandoned?), and
+# building a statement and its cache key costs more of the worker's CPU than running it.
+_EVENTS = (
+    select(RenewalEvent)
+    .where(col(RenewalEvent.renewal_id) == bindparam("renewal_id"))
+    .order_by(col(RenewalEvent.id))
+)
+_EVENTS_OF_ACTION = _EVENTS.where(col(RenewalEvent.action) == bindparam("action"))
 
 
 def awaiting_approval(*, session: Session, renewal_id: str) -> bool:

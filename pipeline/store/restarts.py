@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, case, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, select
 
@@ -122,8 +122,19 @@ def record_restarted(*, session: Session, renewal_id: str, fmc: str, device: str
     """Record that sftunnel restarted on the device after this renewal's latest write of its files for `fmc`.
     LookupError when no write was recorded: a restart follows a write, never stands alone."""
     now = require_utc(now)
-    statement = update(PushRestart).where(_is_row(renewal_id, fmc, device)).values(restarted_at_utc=now)
+    row = {"of_renewal": renewal_id, "of_fmc": fmc, "of_device": device}
     with committed(session):
-        if session.exec(statement).rowcount != 1:
+        if session.exec(_RESTARTED, params=row | {"to_at": now}).rowcount != 1:
             raise LookupError(f"renewal {renewal_id!r}: no write recorded on {device!r} for {fmc!r}")
         moved(session, renewal_id, now)
+
+
+# Built once, with bound parameters: every push that writes records its restart, and building a statement and
+# its cache key costs more of the worker's CPU than running it. A row already loaded in the session is left
+# as it was loaded (no ORM evaluation): read the facts in another session (a push's end never reads them).
+_RESTARTED = (
+    update(PushRestart)
+    .where(_is_row(bindparam("of_renewal"), bindparam("of_fmc"), bindparam("of_device")))  # type: ignore[arg-type]
+    .values(restarted_at_utc=bindparam("to_at"))
+    .execution_options(synchronize_session=False)
+)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, or_
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -77,11 +77,21 @@ def interrupt_started(  # noqa: PLR0913 - keyword-only: which attempts, and when
 
 
 def _next_attempt(session: Session, renewal_id: str, fmc: str, device: str | None, step: str) -> int:
-    device_is = col(StepRun.device).is_(None) if device is None else col(StepRun.device) == device
-    query = select(func.max(StepRun.attempt)).where(
-        col(StepRun.renewal_id) == renewal_id, col(StepRun.fmc) == fmc, col(StepRun.step) == step, device_is
-    )
-    return (session.exec(query).one() or 0) + 1
+    params = {"renewal_id": renewal_id, "fmc": fmc, "step": step}
+    if device is None:
+        return (session.exec(_LAST_FMC_ATTEMPT, params=params).one() or 0) + 1
+    return (session.exec(_LAST_DEVICE_ATTEMPT, params=params | {"device": device}).one() or 0) + 1
+
+
+# Built once, with bound parameters: every push numbers its attempt, and building a statement and its cache
+# key costs more of the worker's CPU than running it.
+_LAST_ATTEMPT = select(func.max(StepRun.attempt)).where(
+    col(StepRun.renewal_id) == bindparam("renewal_id"),
+    col(StepRun.fmc) == bindparam("fmc"),
+    col(StepRun.step) == bindparam("step"),
+)
+_LAST_FMC_ATTEMPT = _LAST_ATTEMPT.where(col(StepRun.device).is_(None))
+_LAST_DEVICE_ATTEMPT = _LAST_ATTEMPT.where(col(StepRun.device) == bindparam("device"))
 
 
 def step_started(  # noqa: PLR0913 - keyword-only, one per column the caller knows; no bundle to build
